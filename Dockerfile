@@ -1,0 +1,29 @@
+# AdFame's own processes (worker, REST API, dashboard) as one image; see docker-compose.yaml.
+#   docker build -t adfame:local .
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# An unprivileged user, and a state folder it owns (a named volume in compose).
+RUN useradd --create-home --uid 10001 --user-group adfame \
+    && install -d -o adfame -g adfame /var/lib/adfame
+
+# The pinned dependencies first, in their own layer: code changes do not reinstall them.
+COPY requirements.lock /tmp/requirements.lock
+RUN pip install -r /tmp/requirements.lock && rm /tmp/requirements.lock
+
+# Then the project itself, without letting pip resolve anything beyond the lock.
+COPY . /tmp/adfame-src
+RUN pip install --no-deps /tmp/adfame-src && rm -rf /tmp/adfame-src
+
+USER adfame
+WORKDIR /var/lib/adfame
+ENV ADFAME_STATE_DIR=/var/lib/adfame
+
+# REST API and dashboard (only the services that serve them publish them).
+EXPOSE 8000 8501
+
+CMD ["adfame", "--help"]

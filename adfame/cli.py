@@ -1,0 +1,164 @@
+"""`adfame`: the command people type. Stage imports stay inside the commands so `adfame --help` is fast."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+SERVICES_HELP = ", ".join(
+    (
+        "postgres",
+        "s3",
+        "kafka",
+        "mlflow",
+        "airflow-api-server",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+    )
+)
+
+
+def _stack():
+    from adfame.settings import get_settings
+    from adfame.stack.manager import Stack
+
+    return Stack(get_settings())
+
+
+def cmd_stack_install(args: argparse.Namespace) -> int:
+    _stack().install(args.services)
+    print("everything the stack needs is installed")
+    return 0
+
+
+def cmd_stack_up(args: argparse.Namespace) -> int:
+    from adfame.stack.manager import format_status
+
+    stack = _stack()
+    started = stack.up(args.services, install_missing=args.install)
+    print(f"started: {', '.join(started) if started else 'nothing (all running)'}")
+    print(format_status(stack.status()))
+    return 0
+
+
+def cmd_stack_down(args: argparse.Namespace) -> int:
+    stopped = _stack().down(args.services)
+    print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+    return 0
+
+
+def cmd_stack_status(args: argparse.Namespace) -> int:
+    from adfame.stack.manager import format_status
+
+    rows = _stack().status()
+    print(format_status(rows))
+    return 0 if all(r.healthy for r in rows) else 1
+
+
+def cmd_stack_logs(args: argparse.Namespace) -> int:
+    from adfame.stack.manager import follow
+    from adfame.stack.process import tail
+
+    stack = _stack()
+    names = [args.service] if args.service else list(stack.services)
+    if args.follow:
+        follow(stack.log_path(names[0]), args.lines)
+        return 0
+    for name in names:
+        print(f"==> {stack.log_path(name)} <==")
+        print(tail(stack.log_path(name), args.lines))
+    return 0
+
+
+def cmd_stack_run(args: argparse.Namespace) -> int:
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise SystemExit("adfame stack run: give a command after --, e.g. adfame stack run -- pytest")
+    return _stack().run(command, install_missing=args.install)
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    from adfame.settings import get_settings
+    from adfame.stack.shell_env import render_exports, stack_environment
+
+    print(render_exports(stack_environment(get_settings())))
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from adfame import db
+
+    applied = db.upgrade(db.engine())
+    print(f"applied: {', '.join(applied)}" if applied else "database schema is up to date")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="adfame", description="AdFame: generated video ads that learn from picks."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="group", required=True)
+
+    stack = sub.add_parser("stack", help="the local stack of real servers").add_subparsers(
+        dest="cmd", required=True
+    )
+    p = stack.add_parser("install", help="install or build what the services need (apt, Maven, Go)")
+    p.add_argument("services", nargs="*", help=SERVICES_HELP)
+    p.set_defaults(func=cmd_stack_install)
+    p = stack.add_parser("up", help="start every service that is not running")
+    p.add_argument("services", nargs="*", help=f"only these and what they need: {SERVICES_HELP}")
+    p.add_argument("--install", action="store_true", help="install missing prerequisites first")
+    p.set_defaults(func=cmd_stack_up)
+    p = stack.add_parser("down", help="stop services (all by default)")
+    p.add_argument("services", nargs="*", help=SERVICES_HELP)
+    p.set_defaults(func=cmd_stack_down)
+    p = stack.add_parser("status", help="each service, its URL and health; exit 1 when any is unhealthy")
+    p.set_defaults(func=cmd_stack_status)
+    p = stack.add_parser("logs", help="the tail of a service's log")
+    p.add_argument("service", nargs="?", help=SERVICES_HELP)
+    p.add_argument("-n", "--lines", type=int, default=40)
+    p.add_argument("-f", "--follow", action="store_true")
+    p.set_defaults(func=cmd_stack_logs)
+    p = stack.add_parser("run", help="up, run a command, then stop what this started")
+    p.add_argument("--install", action="store_true", help="install missing prerequisites first")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_stack_run)
+
+    p = sub.add_parser("env", help='shell exports for the running stack: eval "$(adfame env)"')
+    p.set_defaults(func=cmd_env)
+
+    dbp = sub.add_parser("db", help="the application database").add_subparsers(dest="cmd", required=True)
+    p = dbp.add_parser("upgrade", help="apply the migrations in sql/ that are not applied yet")
+    p.set_defaults(func=cmd_db_upgrade)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("urllib3", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # its retries are reported by our own errors
+    from adfame.stack import StackError
+
+    try:
+        return args.func(args)
+    except StackError as exc:
+        print(f"adfame: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a clear line for known client errors, the trace with --verbose
+        if args.verbose:
+            raise
+        print(f"adfame: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Probes that tell whether each service answers, used by `adfame stack` and the healthcheck DAG."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from datetime import datetime
+
+import httpx
+
+from adfame.settings import Settings, get_settings
+
+
+@dataclass(frozen=True)
+class Probe:
+    ok: bool
+    detail: str
+
+
+def postgres(settings: Settings | None = None, database: str = "postgres") -> Probe:
+    import psycopg2
+
+    settings = settings or get_settings()
+    try:
+        conn = psycopg2.connect(
+            host=settings.host,
+            port=settings.postgres_port,
+            user=settings.postgres_user,
+            password=settings.postgres_password.get_secret_value(),
+            dbname=database,
+            connect_timeout=3,
+        )
+    except psycopg2.OperationalError as exc:
+        return Probe(False, str(exc).strip().splitlines()[0] if str(exc).strip() else "connection failed")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select current_setting('server_version')")
+            version = cur.fetchone()[0]
+    finally:
+        conn.close()
+    return Probe(True, f"PostgreSQL {version}")
+
+
+def object_store(settings: Settings | None = None) -> Probe:
+    from adfame.storage import ObjectStore, ObjectStoreError
+
+    try:
+        buckets = ObjectStore(settings, retries=1).list_buckets()
+    except ObjectStoreError as exc:
+        return Probe(False, str(exc))
+    return Probe(True, f"{len(buckets)} buckets")
+
+
+def kafka(settings: Settings | None = None) -> Probe:
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    settings = settings or get_settings()
+    if not _listening(settings.host, settings.kafka_port):
+        return Probe(False, f"nothing listens on {settings.kafka_bootstrap}")
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=settings.kafka_bootstrap,
+            request_timeout_ms=3000,
+            bootstrap_timeout_ms=3000,
+            client_id="adfame-health",
+        )
+    except KafkaError as exc:
+        return Probe(False, f"{exc.__class__.__name__}: {exc}")
+    try:
+        topics = admin.list_topics()
+    except KafkaError as exc:
+        return Probe(False, f"{exc.__class__.__name__}: {exc}")
+    finally:
+        admin.close()
+    return Probe(True, f"{len(topics)} topics")
+
+
+def _listening(host: str, port: int) -> bool:
+    """A cheap check first, so a stopped broker is not reported through client retry noise."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _http_ok(url: str) -> Probe:
+    try:
+        response = httpx.get(url, timeout=3)
+    except httpx.TransportError as exc:
+        return Probe(False, f"{exc.__class__.__name__} on {url}")
+    return Probe(response.status_code == 200, f"HTTP {response.status_code}")
+
+
+def mlflow(settings: Settings | None = None) -> Probe:
+    settings = settings or get_settings()
+    return _http_ok(f"{settings.mlflow_url}/health")
+
+
+def airflow_api(settings: Settings | None = None) -> Probe:
+    settings = settings or get_settings()
+    return _http_ok(f"{settings.airflow_url}/api/v2/monitor/health")
+
+
+def airflow_component(component: str, settings: Settings | None = None, since: float | None = None) -> Probe:
+    """Heartbeat of ``scheduler``, ``dag_processor`` or ``triggerer`` as the API server sees it.
+
+    With ``since`` (a Unix time), a heartbeat from before it does not count.
+    """
+    settings = settings or get_settings()
+    try:
+        response = httpx.get(f"{settings.airflow_url}/api/v2/monitor/health", timeout=3)
+        body = response.json()
+    except (httpx.TransportError, ValueError) as exc:
+        return Probe(False, f"API server not answering ({exc.__class__.__name__})")
+    info = body.get(component) or {}
+    status = info.get("status")
+    beat = info.get(f"latest_{component}_heartbeat")
+    stale = since is not None and (not beat or datetime.fromisoformat(beat).timestamp() < since)
+    if status == "healthy" and stale:
+        return Probe(False, "waiting for the first heartbeat")
+    return Probe(status == "healthy", f"heartbeat {status or 'unknown'}")

@@ -1,0 +1,166 @@
+"""One settings object for every part of AdFame.
+
+Values come, highest first, from environment variables prefixed ``ADFAME_``,
+a ``.env`` file in the working directory, and ``secrets.env`` in the state
+folder. Credentials are never committed: the first use on a machine generates
+random ones into ``secrets.env`` (mode 600), so a local stack is private by
+default and a deployment overrides them with its own environment.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "ADFAME_"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SECRETS_FILE = "secrets.env"
+
+# Generated once per state folder when the environment does not set them.
+_GENERATED_SECRETS = {
+    "POSTGRES_PASSWORD": lambda: secrets.token_urlsafe(18),
+    "S3_ACCESS_KEY": lambda: "adfame" + secrets.token_hex(6),
+    "S3_SECRET_KEY": lambda: secrets.token_urlsafe(30),
+    "AIRFLOW_PASSWORD": lambda: secrets.token_urlsafe(12),
+    "AIRFLOW_JWT_SECRET": lambda: secrets.token_urlsafe(32),
+    "AIRFLOW_FERNET_KEY": lambda: _fernet_key(),
+}
+
+
+def _fernet_key() -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+def default_state_dir() -> Path:
+    """A checkout keeps its state beside the code (git-ignored); an install in the user's state dir."""
+    if (PROJECT_ROOT / "setup.cfg").exists():
+        return PROJECT_ROOT / ".state"
+    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "adfame"
+
+
+class Settings(BaseSettings):
+    """Where every service lives and how to reach it. Loopback defaults."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    state_dir: Path = default_state_dir()
+    cache_dir: Path = Path.home() / ".cache" / "adfame"
+    host: str = "127.0.0.1"
+
+    # PostgreSQL
+    postgres_port: int = 5432
+    postgres_user: str = "adfame"
+    postgres_password: SecretStr = SecretStr("")
+    app_db: str = "adfame"
+    airflow_db: str = "airflow"
+    mlflow_db: str = "mlflow"
+
+    # Kafka (KRaft, one node that is broker and controller)
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    kafka_version: str = "4.1.1"
+    kafka_heap: str = "512m"
+
+    # S3-compatible object store (SeaweedFS)
+    s3_port: int = 8333
+    s3_access_key: str = ""
+    s3_secret_key: SecretStr = SecretStr("")
+    s3_region: str = "us-east-1"
+    s3_secure: bool = False
+    seaweedfs_master_port: int = 9333
+    seaweedfs_volume_port: int = 8081
+    seaweedfs_filer_port: int = 8888
+
+    # MLflow
+    mlflow_port: int = 5000
+
+    # Airflow
+    airflow_port: int = 8080
+    airflow_user: str = "admin"
+    airflow_password: SecretStr = SecretStr("")
+    airflow_jwt_secret: SecretStr = SecretStr("")
+    airflow_fernet_key: SecretStr = SecretStr("")
+    airflow_parallelism: int = 4
+
+    # Seconds a service may take to become healthy before `stack up` gives up on it.
+    start_timeout: float = 120.0
+
+    # ---- derived addresses -------------------------------------------------
+    def database_url(self, database: str | None = None) -> str:
+        password = self.postgres_password.get_secret_value()
+        return (
+            f"postgresql+psycopg2://{self.postgres_user}:{password}"
+            f"@{self.host}:{self.postgres_port}/{database or self.app_db}"
+        )
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{self.host}:{self.kafka_port}"
+
+    @property
+    def s3_endpoint(self) -> str:
+        """host:port, the form the minio SDK takes."""
+        return f"{self.host}:{self.s3_port}"
+
+    @property
+    def s3_url(self) -> str:
+        scheme = "https" if self.s3_secure else "http"
+        return f"{scheme}://{self.s3_endpoint}"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://{self.host}:{self.mlflow_port}"
+
+    @property
+    def airflow_url(self) -> str:
+        return f"http://{self.host}:{self.airflow_port}"
+
+    @property
+    def secrets_path(self) -> Path:
+        return self.state_dir / SECRETS_FILE
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                key, _, value = line.partition("=")
+                values[key.strip()] = value.strip()
+    return values
+
+
+def ensure_secrets(state_dir: Path) -> Path:
+    """Create the state folder's secrets file with any secret it still lacks."""
+    path = state_dir / SECRETS_FILE
+    state_dir.mkdir(parents=True, exist_ok=True)
+    existing = _read_env_file(path)
+    missing = {
+        ENV_PREFIX + name: make()
+        for name, make in _GENERATED_SECRETS.items()
+        if ENV_PREFIX + name not in existing
+    }
+    if missing:
+        lines = [f"{k}={v}" for k, v in {**existing, **missing}.items()]
+        header = "# Generated by AdFame for the local stack. Do not commit.\n"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(header + "\n".join(lines) + "\n")
+    return path
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (environment, then ./.env, then the state folder's secrets)."""
+    bootstrap = Settings(_env_file=".env")
+    secrets_path = ensure_secrets(bootstrap.state_dir)
+    # pydantic-settings gives later files priority; the environment beats both.
+    return Settings(_env_file=(secrets_path, ".env"))

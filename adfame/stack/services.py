@@ -1,0 +1,541 @@
+"""The servers of the local stack, one class each: how to install, prepare, start, probe and set up.
+
+Each service keeps its files under ``<state_dir>/<name>/`` (pid file, log,
+data). ``converge`` runs after every healthy start or check and is idempotent:
+it creates what other parts rely on (databases, topics, buckets).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import uuid
+from importlib.metadata import version
+from pathlib import Path
+
+from adfame import health
+from adfame.contracts import BUCKETS, MLFLOW_BUCKET
+from adfame.health import Probe
+from adfame.mlflow_setup import mlflow_environment
+from adfame.settings import PROJECT_ROOT, Settings
+from adfame.stack import StackError, install
+from adfame.stack.process import PidFile
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def _run_checked(command: list[str], what: str, **kwargs) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    if result.returncode != 0:
+        raise StackError(
+            f"{what} failed (exit {result.returncode}):\n{(result.stdout + result.stderr)[-2000:]}"
+        )
+
+
+class Service:
+    """One server process of the stack."""
+
+    name: str = ""
+    requires: tuple[str, ...] = ()
+    stop_signal: int = signal.SIGTERM
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    @property
+    def dir(self) -> Path:
+        return self.settings.state_dir / self.name
+
+    @property
+    def pidfile(self) -> PidFile:
+        return PidFile(self.dir / "pid")
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / f"{self.name}.log"
+
+    @property
+    def run_as(self) -> str | None:
+        """The user the process runs as; None means the current one."""
+        return None
+
+    def ports(self) -> list[int]:
+        return []
+
+    def url(self) -> str:
+        return ""
+
+    def install(self, install_missing: bool) -> None:
+        """Make sure the binaries exist; fetch or build missing ones only when asked to."""
+
+    def prepare(self) -> None:
+        """Write configuration and initialise data folders (idempotent)."""
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+    def probe(self) -> Probe:
+        raise NotImplementedError
+
+    def converge(self) -> None:
+        """Create what other parts rely on (idempotent)."""
+
+
+class Postgres(Service):
+    name = "postgres"
+    stop_signal = signal.SIGINT  # "fast" shutdown: roll back clients, checkpoint, exit
+
+    @property
+    def data_dir(self) -> Path:
+        return self.dir / "data"
+
+    @property
+    def run_as(self) -> str | None:
+        return "postgres" if os.geteuid() == 0 else None  # PostgreSQL refuses to run as root
+
+    def ports(self) -> list[int]:
+        return [self.settings.postgres_port]
+
+    def url(self) -> str:
+        return f"postgresql://{self.settings.host}:{self.settings.postgres_port}/{self.settings.app_db}"
+
+    def install(self, install_missing: bool) -> None:
+        self.bindir = install.ensure_postgres(install_missing)
+
+    def _chown(self, path: Path) -> None:
+        if self.run_as:
+            shutil.chown(path, self.run_as, self.run_as)
+
+    def prepare(self) -> None:
+        socket_dir = self.dir / "run"
+        for folder in (self.dir, socket_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+            self._chown(folder)
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        pwfile = self.dir / ".initdb-password"
+        pwfile.write_text(self.settings.postgres_password.get_secret_value() + "\n")
+        self._chown(pwfile)
+        try:
+            _run_checked(
+                [
+                    str(self.bindir / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    self.settings.postgres_user,
+                    f"--pwfile={pwfile}",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                ],
+                "initdb",
+                user=self.run_as,
+                group=self.run_as,
+                cwd=self.dir,
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    def command(self) -> list[str]:
+        return [
+            str(self.bindir / "postgres"),
+            "-D",
+            str(self.data_dir),
+            "-p",
+            str(self.settings.postgres_port),
+            "-h",
+            self.settings.host,
+            "-k",
+            str(self.dir / "run"),
+            "-c",
+            "max_connections=200",
+        ]
+
+    def probe(self) -> Probe:
+        return health.postgres(self.settings)
+
+    def converge(self) -> None:
+        import psycopg2
+
+        s = self.settings
+        conn = psycopg2.connect(
+            host=s.host,
+            port=s.postgres_port,
+            user=s.postgres_user,
+            password=s.postgres_password.get_secret_value(),
+            dbname="postgres",
+        )
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                for database in (s.app_db, s.airflow_db, s.mlflow_db):
+                    cur.execute("select 1 from pg_database where datname = %s", (database,))
+                    if cur.fetchone() is None:
+                        cur.execute(f'create database "{database}"')
+        finally:
+            conn.close()
+
+
+class ObjectStoreServer(Service):
+    """SeaweedFS: master, volume, filer and its S3 gateway in one `weed server` process."""
+
+    name = "s3"
+
+    def ports(self) -> list[int]:
+        s = self.settings
+        return [s.s3_port, s.seaweedfs_master_port, s.seaweedfs_volume_port, s.seaweedfs_filer_port]
+
+    def url(self) -> str:
+        return self.settings.s3_url
+
+    def install(self, install_missing: bool) -> None:
+        self.binary = install.ensure_seaweedfs(self.settings, install_missing)
+
+    def prepare(self) -> None:
+        (self.dir / "data").mkdir(parents=True, exist_ok=True)
+        identities = {
+            "identities": [
+                {
+                    "name": "adfame",
+                    "credentials": [
+                        {
+                            "accessKey": self.settings.s3_access_key,
+                            "secretKey": self.settings.s3_secret_key.get_secret_value(),
+                        }
+                    ],
+                    "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+                }
+            ]
+        }
+        config = self.dir / "s3.json"
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(identities, handle)
+
+    def command(self) -> list[str]:
+        s = self.settings
+        return [
+            str(self.binary),
+            "server",
+            f"-dir={self.dir / 'data'}",
+            f"-ip={s.host}",
+            f"-ip.bind={s.host}",
+            f"-master.port={s.seaweedfs_master_port}",
+            f"-volume.port={s.seaweedfs_volume_port}",
+            "-master.volumeSizeLimitMB=1024",
+            "-volume.max=0",
+            "-filer",
+            f"-filer.port={s.seaweedfs_filer_port}",
+            "-s3",
+            f"-s3.port={s.s3_port}",
+            f"-s3.config={self.dir / 's3.json'}",
+        ]
+
+    def probe(self) -> Probe:
+        return health.object_store(self.settings)
+
+    def converge(self) -> None:
+        from adfame.storage import ObjectStore
+
+        store = ObjectStore(self.settings)
+        for bucket in BUCKETS:
+            store.ensure_bucket(bucket)
+
+
+class Kafka(Service):
+    """Apache Kafka in KRaft mode: one process that is both broker and controller."""
+
+    name = "kafka"
+
+    def ports(self) -> list[int]:
+        return [self.settings.kafka_port, self.settings.kafka_controller_port]
+
+    def url(self) -> str:
+        return f"kafka://{self.settings.kafka_bootstrap}"
+
+    def install(self, install_missing: bool) -> None:
+        self.java = install.ensure_java(install_missing)
+        self.libs = install.ensure_kafka_jars(self.settings, install_missing)
+
+    @property
+    def classpath(self) -> str:
+        return f"{self.libs}/*"
+
+    def _server_properties(self) -> str:
+        s = self.settings
+        return "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@{s.host}:{s.kafka_controller_port}",
+                f"listeners=PLAINTEXT://{s.host}:{s.kafka_port},CONTROLLER://{s.host}:{s.kafka_controller_port}",
+                f"advertised.listeners=PLAINTEXT://{s.host}:{s.kafka_port}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                f"log.dirs={self.dir / 'data'}",
+                "num.partitions=3",
+                # Topics are created on purpose (contracts.TOPICS), never by a typo.
+                "auto.create.topics.enable=false",
+                "offsets.topic.replication.factor=1",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                "log.retention.hours=168",
+                "",
+            ]
+        )
+
+    _LOG4J = "\n".join(
+        [
+            "status = warn",
+            "appender.out.type = Console",
+            "appender.out.name = OUT",
+            "appender.out.layout.type = PatternLayout",
+            "appender.out.layout.pattern = [%d] %p %m (%c)%n",
+            "rootLogger.level = INFO",
+            "rootLogger.appenderRef.out.ref = OUT",
+            "logger.request.name = kafka.request.logger",
+            "logger.request.level = WARN",
+            "",
+        ]
+    )
+
+    def prepare(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "server.properties").write_text(self._server_properties())
+        (self.dir / "log4j2.properties").write_text(self._LOG4J)
+        self._write_cli_wrappers()
+        if (self.dir / "data" / "meta.properties").exists():
+            return
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        _run_checked(
+            [
+                str(self.java),
+                "-cp",
+                self.classpath,
+                *self._jvm_logging(),
+                "kafka.tools.StorageTool",
+                "format",
+                "--config",
+                str(self.dir / "server.properties"),
+                "--cluster-id",
+                cluster_id,
+            ],
+            "formatting Kafka storage",
+        )
+
+    def _jvm_logging(self) -> list[str]:
+        return [f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}"]
+
+    _CLI_TOOLS = {
+        "kafka-topics": "org.apache.kafka.tools.TopicCommand",
+        "kafka-console-producer": "org.apache.kafka.tools.ConsoleProducer",
+        "kafka-console-consumer": "org.apache.kafka.tools.consumer.ConsoleConsumer",
+        "kafka-consumer-groups": "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+    }
+
+    def _write_cli_wrappers(self) -> None:
+        """Kafka's command-line tools, as scripts on the PATH that `adfame env` exports."""
+        bindir = self.settings.state_dir / "bin"
+        bindir.mkdir(parents=True, exist_ok=True)
+        for tool, main_class in self._CLI_TOOLS.items():
+            script = bindir / tool
+            script.write_text(
+                "#!/bin/sh\n# Generated by `adfame stack up`: Kafka's CLI from the jars AdFame installed.\n"
+                f'exec "{self.java}" -Xmx256m -cp "{self.classpath}" -Dlog4j2.level=WARN '
+                f'{main_class} "$@"\n'
+            )
+            script.chmod(0o755)
+
+    def command(self) -> list[str]:
+        heap = self.settings.kafka_heap
+        return [
+            str(self.java),
+            f"-Xmx{heap}",
+            f"-Xms{heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            *self._jvm_logging(),
+            "-cp",
+            self.classpath,
+            "kafka.Kafka",
+            str(self.dir / "server.properties"),
+        ]
+
+    def probe(self) -> Probe:
+        return health.kafka(self.settings)
+
+    def converge(self) -> None:
+        from adfame.messaging import ensure_topics
+
+        ensure_topics(settings=self.settings)
+
+
+class MlflowServer(Service):
+    name = "mlflow"
+    requires = ("postgres", "s3")
+
+    def ports(self) -> list[int]:
+        return [self.settings.mlflow_port]
+
+    def url(self) -> str:
+        return self.settings.mlflow_url
+
+    def command(self) -> list[str]:
+        s = self.settings
+        return [
+            str(VENV_BIN / "mlflow"),
+            "server",
+            "--host",
+            s.host,
+            "--port",
+            str(s.mlflow_port),
+            "--backend-store-uri",
+            s.database_url(s.mlflow_db),
+            "--artifacts-destination",
+            f"s3://{MLFLOW_BUCKET}",
+            "--workers",
+            "1",
+        ]
+
+    def environment(self) -> dict[str, str]:
+        return {**super().environment(), **mlflow_environment(self.settings)}
+
+    def probe(self) -> Probe:
+        return health.mlflow(self.settings)
+
+
+class AirflowComponent(Service):
+    """One Airflow 3 process; all share AIRFLOW_HOME, the metadata DB and the secrets."""
+
+    component = ""
+    requires: tuple[str, ...] = ("postgres", "airflow-api-server")
+
+    @property
+    def home(self) -> Path:
+        return self.settings.state_dir / "airflow"
+
+    def environment(self) -> dict[str, str]:
+        return {**super().environment(), **airflow_environment(self.settings)}
+
+    def prepare(self) -> None:
+        """Write the login file and migrate the metadata DB once per Airflow version."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        passwords = self.home / "passwords.json"
+        fd = os.open(passwords, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({self.settings.airflow_user: self.settings.airflow_password.get_secret_value()}, handle)
+        marker = self.home / f".migrated-{version('apache-airflow')}"
+        if not marker.exists():
+            _run_checked(
+                [str(VENV_BIN / "airflow"), "db", "migrate"],
+                "airflow db migrate",
+                env=self.environment(),
+                cwd=self.home,
+            )
+            marker.touch()
+
+    def command(self) -> list[str]:
+        return [str(VENV_BIN / "airflow"), self.component]
+
+    def url(self) -> str:
+        return self.settings.airflow_url
+
+    def probe(self) -> Probe:
+        # A heartbeat older than this process belongs to a predecessor that was killed.
+        proc = self.pidfile.process()
+        since = proc.create_time() if proc else None
+        return health.airflow_component(self.component.replace("-", "_"), self.settings, since=since)
+
+
+class AirflowApiServer(AirflowComponent):
+    name = "airflow-api-server"
+    component = "api-server"
+    requires = ("postgres",)
+
+    def ports(self) -> list[int]:
+        return [self.settings.airflow_port]
+
+    def command(self) -> list[str]:
+        s = self.settings
+        return [
+            str(VENV_BIN / "airflow"),
+            "api-server",
+            "--host",
+            s.host,
+            "--port",
+            str(s.airflow_port),
+            "--workers",
+            "1",
+        ]
+
+    def probe(self) -> Probe:
+        return health.airflow_api(self.settings)
+
+
+class AirflowScheduler(AirflowComponent):
+    name = "airflow-scheduler"
+    component = "scheduler"
+
+
+class AirflowDagProcessor(AirflowComponent):
+    name = "airflow-dag-processor"
+    component = "dag-processor"
+
+
+class AirflowTriggerer(AirflowComponent):
+    name = "airflow-triggerer"
+    component = "triggerer"
+
+
+def airflow_environment(settings: Settings) -> dict[str, str]:
+    """Airflow's configuration for the local stack, as the AIRFLOW__ variables it reads."""
+    s = settings
+    home = s.state_dir / "airflow"
+    return {
+        "AIRFLOW_HOME": str(home),
+        "ADFAME_STATE_DIR": str(s.state_dir),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": str(s.airflow_parallelism),
+        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(s.airflow_parallelism),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__FERNET_KEY": s.airflow_fernet_key.get_secret_value(),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{s.airflow_url}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{s.airflow_user}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": s.database_url(s.airflow_db),
+        "AIRFLOW__API__BASE_URL": s.airflow_url,
+        "AIRFLOW__API__SECRET_KEY": s.airflow_jwt_secret.get_secret_value(),
+        "AIRFLOW__API_AUTH__JWT_SECRET": s.airflow_jwt_secret.get_secret_value(),
+        # New DAG files show up within seconds instead of minutes.
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "15",
+    }
+
+
+SERVICE_CLASSES: tuple[type[Service], ...] = (
+    Postgres,
+    ObjectStoreServer,
+    Kafka,
+    MlflowServer,
+    AirflowApiServer,
+    AirflowScheduler,
+    AirflowDagProcessor,
+    AirflowTriggerer,
+)
