@@ -95,6 +95,28 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dags_trigger(args: argparse.Namespace) -> int:
+    import json
+
+    from adfame.airflow_client import AirflowClient
+
+    conf = json.loads(args.conf) if args.conf else {}
+    with AirflowClient() as client:
+        client.wait_for_dag(args.dag_id)
+        client.set_paused(args.dag_id, False)  # a paused DAG would leave the run queued
+        run = client.trigger_dag(args.dag_id, conf)
+        run_id = run["dag_run_id"]
+        print(f"triggered {args.dag_id} run {run_id}: {client.settings.airflow_url}/dags/{args.dag_id}")
+        if not args.wait:
+            return 0
+        final = client.wait_for_dag_run(args.dag_id, run_id, timeout_s=args.timeout)
+        for ti in client.task_instances(args.dag_id, run_id):
+            index = ti.get("map_index", -1)
+            print(f"  {ti['task_id']}{f'[{index}]' if index >= 0 else ''}: {ti['state']}")
+        print(f"{args.dag_id} run {run_id}: {final['state']}")
+        return 0 if final["state"] == "success" else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adfame", description="AdFame: generated video ads that learn from picks."
@@ -129,6 +151,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("env", help='shell exports for the running stack: eval "$(adfame env)"')
     p.set_defaults(func=cmd_env)
+
+    dags = sub.add_parser("dags", help="Airflow DAGs through the REST API").add_subparsers(
+        dest="cmd", required=True
+    )
+    p = dags.add_parser("trigger", help="unpause and trigger a DAG run")
+    p.add_argument("dag_id")
+    p.add_argument("--conf", help="run configuration as JSON")
+    p.add_argument(
+        "--wait", action="store_true", help="wait for the run to finish; exit 1 unless it succeeds"
+    )
+    p.add_argument("--timeout", type=float, default=1800, help="seconds to wait with --wait")
+    p.set_defaults(func=cmd_dags_trigger)
 
     dbp = sub.add_parser("db", help="the application database").add_subparsers(dest="cmd", required=True)
     p = dbp.add_parser("upgrade", help="apply the migrations in sql/ that are not applied yet")

@@ -23,7 +23,7 @@ def postgres(settings: Settings | None = None, database: str = "postgres") -> Pr
     settings = settings or get_settings()
     try:
         conn = psycopg2.connect(
-            host=settings.host,
+            host=settings.postgres_host,
             port=settings.postgres_port,
             user=settings.postgres_user,
             password=settings.postgres_password.get_secret_value(),
@@ -56,7 +56,7 @@ def kafka(settings: Settings | None = None) -> Probe:
     from kafka.errors import KafkaError
 
     settings = settings or get_settings()
-    if not _listening(settings.host, settings.kafka_port):
+    if not _listening(settings.kafka_host, settings.kafka_port):
         return Probe(False, f"nothing listens on {settings.kafka_bootstrap}")
     try:
         admin = KafkaAdminClient(

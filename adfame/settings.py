@@ -14,7 +14,7 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "ADFAME_"
@@ -52,7 +52,14 @@ class Settings(BaseSettings):
 
     state_dir: Path = default_state_dir()
     cache_dir: Path = Path.home() / ".cache" / "adfame"
+    # The address the local stack binds to, and where clients find every service
+    # unless a per-service host below says otherwise (containers: service names).
     host: str = "127.0.0.1"
+    postgres_host: str = ""
+    kafka_host: str = ""
+    s3_host: str = ""
+    mlflow_host: str = ""
+    airflow_host: str = ""
 
     # PostgreSQL
     postgres_port: int = 5432
@@ -92,22 +99,29 @@ class Settings(BaseSettings):
     # Seconds a service may take to become healthy before `stack up` gives up on it.
     start_timeout: float = 120.0
 
+    @model_validator(mode="after")
+    def _default_hosts(self) -> Settings:
+        for field in ("postgres_host", "kafka_host", "s3_host", "mlflow_host", "airflow_host"):
+            if not getattr(self, field):
+                setattr(self, field, self.host)
+        return self
+
     # ---- derived addresses -------------------------------------------------
     def database_url(self, database: str | None = None) -> str:
         password = self.postgres_password.get_secret_value()
         return (
             f"postgresql+psycopg2://{self.postgres_user}:{password}"
-            f"@{self.host}:{self.postgres_port}/{database or self.app_db}"
+            f"@{self.postgres_host}:{self.postgres_port}/{database or self.app_db}"
         )
 
     @property
     def kafka_bootstrap(self) -> str:
-        return f"{self.host}:{self.kafka_port}"
+        return f"{self.kafka_host}:{self.kafka_port}"
 
     @property
     def s3_endpoint(self) -> str:
         """host:port, the form the minio SDK takes."""
-        return f"{self.host}:{self.s3_port}"
+        return f"{self.s3_host}:{self.s3_port}"
 
     @property
     def s3_url(self) -> str:
@@ -116,11 +130,11 @@ class Settings(BaseSettings):
 
     @property
     def mlflow_url(self) -> str:
-        return f"http://{self.host}:{self.mlflow_port}"
+        return f"http://{self.mlflow_host}:{self.mlflow_port}"
 
     @property
     def airflow_url(self) -> str:
-        return f"http://{self.host}:{self.airflow_port}"
+        return f"http://{self.airflow_host}:{self.airflow_port}"
 
     @property
     def secrets_path(self) -> Path:

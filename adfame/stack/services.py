@@ -170,7 +170,7 @@ class Postgres(Service):
 
         s = self.settings
         conn = psycopg2.connect(
-            host=s.host,
+            host=s.postgres_host,
             port=s.postgres_port,
             user=s.postgres_user,
             password=s.postgres_password.get_secret_value(),

@@ -18,7 +18,7 @@ def stack_environment(settings: Settings) -> dict[str, str]:
     env = {
         "ADFAME_STATE_DIR": str(s.state_dir),
         "DATABASE_URL": s.database_url(),
-        "PGHOST": s.host,
+        "PGHOST": s.postgres_host,
         "PGPORT": str(s.postgres_port),
         "PGUSER": s.postgres_user,
         "PGPASSWORD": s.postgres_password.get_secret_value(),

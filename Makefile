@@ -1,0 +1,45 @@
+# The two commands a new user needs:  make demo   and   make test
+PYTHON ?= python3
+VENV   := .venv
+ADFAME := $(VENV)/bin/adfame
+
+.PHONY: demo test setup lint lock stop status
+
+# A virtualenv from the lock file, then the project itself (editable, no extra resolution).
+$(VENV)/.installed: requirements.lock setup.cfg
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --disable-pip-version-check -q -r requirements.lock
+	$(VENV)/bin/pip install --disable-pip-version-check -q --no-deps -e .
+	touch $@
+
+setup: $(VENV)/.installed
+	$(ADFAME) stack install
+
+# Start every service, migrate the schema and run the loop as far as it exists (leaves the stack up).
+demo: setup
+	$(ADFAME) stack up
+	$(ADFAME) db upgrade
+	$(ADFAME) dags trigger platform_healthcheck --wait
+	$(ADFAME) stack status
+
+# Lint, then unit and integration tests on the real stack; stops only what it started.
+test: setup lint
+	$(ADFAME) stack run -- $(VENV)/bin/python -m pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+stop:
+	$(ADFAME) stack down
+
+status:
+	$(ADFAME) stack status
+
+# Re-pin every package after changing install_requires in setup.cfg.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install -q -e '.[dev]'
+	( echo "# Pinned versions of every package in .venv; regenerate with \`make lock\`."; \
+	  .lock-venv/bin/pip freeze --exclude-editable ) > requirements.lock
+	rm -rf .lock-venv

@@ -1,0 +1,81 @@
+"""`adfame stack` and `adfame env` against the running stack, through the real CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from adfame.stack.process import PidFile
+
+pytestmark = pytest.mark.integration
+
+ADFAME = str(Path(sys.executable).parent / "adfame")
+SERVICES = [
+    "postgres",
+    "s3",
+    "kafka",
+    "mlflow",
+    "airflow-api-server",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+]
+
+
+def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+
+
+def test_status_lists_every_service_healthy_with_its_url(settings) -> None:
+    result = run(ADFAME, "stack", "status")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in SERVICES:
+        line = next(line for line in result.stdout.splitlines() if line.startswith(name + " "))
+        assert " healthy " in line
+    assert settings.airflow_url in result.stdout and settings.mlflow_url in result.stdout
+
+
+def test_native_tools_work_after_eval_env(settings) -> None:
+    script = f"""
+    set -e
+    eval "$({ADFAME} env)"
+    psql -tAc "select current_database()"
+    kafka-topics --bootstrap-server "$KAFKA_BOOTSTRAP_SERVERS" --list
+    python -c "import boto3; print(sorted(b['Name'] for b in boto3.client('s3').list_buckets()['Buckets']))"
+    airflow dags list -o plain
+    """
+    result = subprocess.run(
+        ["bash", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert settings.app_db in out
+    assert "adfame.prompts" in out and "adfame.prompts.dlq" in out
+    assert "adfame-videos" in out
+    assert "platform_healthcheck" in out
+
+
+def test_up_restarts_only_the_killed_service(settings) -> None:
+    victim = "airflow-triggerer"
+    proc = PidFile(settings.state_dir / victim / "pid").process()
+    assert proc is not None
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+
+    status = run(ADFAME, "stack", "status")
+    assert status.returncode == 1
+    assert any(line.startswith(victim) and "stopped" in line for line in status.stdout.splitlines())
+
+    result = run(ADFAME, "stack", "up")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"started: {victim}\n" in result.stdout
+    assert run(ADFAME, "stack", "status").returncode == 0
