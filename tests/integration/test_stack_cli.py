@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -66,10 +67,13 @@ def test_native_tools_work_after_eval_env(settings) -> None:
 
 def test_up_restarts_only_the_killed_service(settings) -> None:
     victim = "airflow-triggerer"
-    proc = PidFile(settings.state_dir / victim / "pid").process()
+    pidfile = PidFile(settings.state_dir / victim / "pid")
+    proc = pidfile.process()
     assert proc is not None
     os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while pidfile.process() is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
 
     status = run(ADFAME, "stack", "status")
     assert status.returncode == 1

@@ -1,0 +1,1 @@
+"""Custom Airflow operators, sensors and triggers that the DAGs in ``dags/`` wire together."""

@@ -1,0 +1,1 @@
+"""Dataset export, the LoRA trainer, evaluation metrics and registry promotion logic."""
