@@ -20,6 +20,7 @@ demo: setup
 	$(ADFAME) stack up
 	$(ADFAME) db upgrade
 	$(ADFAME) dags trigger platform_healthcheck --wait
+	$(ADFAME) etl demo
 	$(ADFAME) stack status
 
 # Lint, then unit and integration tests on the real stack; stops only what it started.

@@ -144,5 +144,9 @@ class AirflowClient:
                 raise AirflowError(f"run {dag_id}/{run_id} still {state} after {timeout_s:.0f}s")
             time.sleep(2)
 
+    def set_dag_run_state(self, dag_id: str, run_id: str, state: str) -> dict[str, Any]:
+        """Mark a run ``success``, ``failed`` or ``queued`` (failing a run stops its running tasks)."""
+        return self._json("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", json={"state": state})
+
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         return self._json("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]

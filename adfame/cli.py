@@ -117,6 +117,20 @@ def cmd_dags_trigger(args: argparse.Namespace) -> int:
         return 0 if final["state"] == "success" else 1
 
 
+def cmd_etl_demo(args: argparse.Namespace) -> int:
+    from adfame.settings import get_settings
+    from etl.demo import run_demo
+
+    result = run_demo(rows=args.rows, clips=args.clips, parts=args.parts, snapshot_id=args.snapshot_id)
+    print(f"nightly_etl run {result['run_id']}: {result['state']}")
+    if result["state"] == "success":
+        print(
+            f"snapshot {args.snapshot_id}: s3://adfame-datasets/snapshots/{args.snapshot_id}/manifest.json, "
+            f"rows in {get_settings().app_db}.dataset_clips"
+        )
+    return 0 if result["state"] == "success" else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adfame", description="AdFame: generated video ads that learn from picks."
@@ -163,6 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, default=1800, help="seconds to wait with --wait")
     p.set_defaults(func=cmd_dags_trigger)
+
+    etl = sub.add_parser("etl", help="the curation pipeline").add_subparsers(dest="cmd", required=True)
+    p = etl.add_parser("demo", help="generate a mirror of the public data sets and run nightly_etl on it")
+    p.add_argument("--rows", type=int, default=3000, help="metadata rows in the mirror")
+    p.add_argument("--clips", type=int, default=48, help="clips with real video files")
+    p.add_argument("--parts", type=int, default=3, help="zip parts")
+    p.add_argument("--snapshot-id", default="demo")
+    p.set_defaults(func=cmd_etl_demo)
 
     dbp = sub.add_parser("db", help="the application database").add_subparsers(dest="cmd", required=True)
     p = dbp.add_parser("upgrade", help="apply the migrations in sql/ that are not applied yet")

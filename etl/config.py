@@ -11,10 +11,40 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 # Brand and sportswear vocabulary the curated set is about (lower case, matched on word boundaries).
 DEFAULT_BRAND_KEYWORDS: tuple[str, ...] = (
-    "nike", "adidas", "puma", "reebok", "under armour", "new balance", "asics", "converse", "vans",
-    "lululemon", "sneaker", "sneakers", "running shoes", "sportswear", "athletic wear", "tracksuit",
-    "jersey", "hoodie", "leggings", "trainers", "workout", "fitness", "basketball", "football", "soccer",
-    "tennis", "running", "jogging", "yoga", "gym", "skateboard", "fashion", "streetwear", "apparel",
+    "nike",
+    "adidas",
+    "puma",
+    "reebok",
+    "under armour",
+    "new balance",
+    "asics",
+    "converse",
+    "vans",
+    "lululemon",
+    "sneaker",
+    "sneakers",
+    "running shoes",
+    "sportswear",
+    "athletic wear",
+    "tracksuit",
+    "jersey",
+    "hoodie",
+    "leggings",
+    "trainers",
+    "workout",
+    "fitness",
+    "basketball",
+    "football",
+    "soccer",
+    "tennis",
+    "running",
+    "jogging",
+    "yoga",
+    "gym",
+    "skateboard",
+    "fashion",
+    "streetwear",
+    "apparel",
 )
 
 
@@ -25,6 +55,9 @@ class SourceConfig(BaseModel):
     ``s3://bucket/prefix``.
     """
 
+    hub_endpoint: str | None = Field(
+        None, description="another hub for hf:// URIs (a mirror); default HF_ENDPOINT"
+    )
     openvid: str = "hf://datasets/nkp37/OpenVid-1M"
     vidprom: str = "hf://datasets/WenhaoWang/VidProM"
     adimagenet: str = "hf://datasets/PeterBrendan/AdImageNet"
@@ -42,7 +75,9 @@ class FilterConfig(BaseModel):
     min_motion: float = 0.5
     min_temporal_consistency: float = 0.9
     max_prompt_toxicity: float = Field(0.2, ge=0, le=1)
-    max_clips: int | None = Field(None, ge=1, description="cap on clips extracted per run (None: all selected)")
+    max_clips: int | None = Field(
+        None, ge=1, description="cap on clips extracted per run (None: all selected)"
+    )
 
 
 class MediaConfig(BaseModel):
@@ -84,4 +119,6 @@ class EtlConfig(BaseModel):
     @field_validator("filters")
     @classmethod
     def _keywords_lower(cls, value: FilterConfig) -> FilterConfig:
-        return value.model_copy(update={"brand_keywords": tuple(k.lower().strip() for k in value.brand_keywords)})
+        return value.model_copy(
+            update={"brand_keywords": tuple(k.lower().strip() for k in value.brand_keywords)}
+        )

@@ -41,6 +41,7 @@ CREATE TABLE dataset_clips (
                        DEFERRABLE INITIALLY DEFERRED,
     etl_run_id         bigint NOT NULL REFERENCES etl_runs (id) ON DELETE RESTRICT,
     source             text NOT NULL CHECK (source <> ''),
+    clip_id            text NOT NULL CHECK (clip_id <> ''),
     source_video_id    text NOT NULL CHECK (source_video_id <> ''),
     caption            text NOT NULL,
     normalized_caption text NOT NULL,
@@ -56,9 +57,11 @@ CREATE TABLE dataset_clips (
     object_key         text NOT NULL CHECK (object_key <> ''),
     checksum_sha256    text NOT NULL CHECK (checksum_sha256 ~ '^[0-9a-f]{64}$'),
     created_at         timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT dataset_clips_snapshot_source_video_key UNIQUE (snapshot_id, source, source_video_id)
+    frames             integer CHECK (frames > 0),
+    CONSTRAINT dataset_clips_snapshot_clip_key UNIQUE (snapshot_id, source, clip_id)
 );
 CREATE INDEX dataset_clips_snapshot_split_idx ON dataset_clips (snapshot_id, split);
+CREATE INDEX dataset_clips_source_video_idx ON dataset_clips (source_video_id);
 CREATE INDEX dataset_clips_etl_run_id_idx ON dataset_clips (etl_run_id);
 CREATE INDEX dataset_clips_tags_idx ON dataset_clips USING gin (tags);
 

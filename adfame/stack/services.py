@@ -440,7 +440,7 @@ class AirflowComponent(Service):
         with os.fdopen(fd, "w") as handle:
             json.dump({self.settings.airflow_user: self.settings.airflow_password.get_secret_value()}, handle)
         marker = self.home / f".migrated-{version('apache-airflow')}"
-        if not marker.exists():
+        if not (marker.exists() and self._metadata_db_initialised()):
             _run_checked(
                 [str(VENV_BIN / "airflow"), "db", "migrate"],
                 "airflow db migrate",
@@ -448,6 +448,25 @@ class AirflowComponent(Service):
                 cwd=self.home,
             )
             marker.touch()
+
+    def _metadata_db_initialised(self) -> bool:
+        """The marker alone could outlive a wiped database; the schema's own version table cannot."""
+        import psycopg2
+
+        s = self.settings
+        conn = psycopg2.connect(
+            host=s.postgres_host,
+            port=s.postgres_port,
+            user=s.postgres_user,
+            password=s.postgres_password.get_secret_value(),
+            dbname=s.airflow_db,
+        )
+        try:
+            with conn.cursor() as cur:
+                cur.execute("select to_regclass('public.alembic_version') is not null")
+                return bool(cur.fetchone()[0])
+        finally:
+            conn.close()
 
     def command(self) -> list[str]:
         return [str(VENV_BIN / "airflow"), self.component]

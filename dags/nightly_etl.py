@@ -1,0 +1,62 @@
+"""
+### nightly_etl
+
+Curates brand-relevant training clips from public video-caption sets every night
+without downloading what it does not need.
+
+1. **ingest**: metadata CSVs/parquet through `huggingface_hub` (a hub repo, or a
+   mirror folder / S3 prefix set in the run's conf under `sources`).
+2. **curate** (PySpark): normalise captions, drop duplicates and bad rows (counted),
+   brand/duration/quality filters, tags; VidProM prompts filtered by toxicity.
+3. **extract**: only the selected clips, by ranged reads of the zip parts; each clip
+   decoded (corrupt ones quarantined and counted) and resized; ad images resized.
+4. **split**: 70/15/15, deterministic, no caption or source video in two splits.
+5. **gate**: Great Expectations; a failure stops the run before anything is loaded.
+6. **load**: clips + manifest to `s3://adfame-datasets/snapshots/<id>/`, rows to
+   PostgreSQL in one transaction; updates the `curated_snapshot` asset.
+
+Conf (all optional): `snapshot_id` (default: the run's date), and the sections of
+`etl.config.EtlConfig` (`sources`, `filters`, `media`, `split`, `gate`).
+Re-running a snapshot loads nothing twice.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import DAG, TaskGroup
+
+from operators.assets import CURATED_SNAPSHOT
+from operators.etl_step import EtlStepOperator
+
+with DAG(
+    dag_id="nightly_etl",
+    schedule="@daily",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["adfame", "etl"],
+    default_args={"owner": "data", "retries": 2, "retry_delay": timedelta(minutes=1)},
+    doc_md=__doc__,
+):
+    with TaskGroup("ingest"):
+        fetch = EtlStepOperator(task_id="fetch_metadata", step="fetch_metadata")
+    with TaskGroup("curate"):
+        clips = EtlStepOperator(task_id="curate_clips", step="curate_clips")
+        prompts = EtlStepOperator(task_id="filter_prompts", step="filter_prompts")
+    with TaskGroup("extract"):
+        videos = EtlStepOperator(
+            task_id="extract_clips", step="extract_clips", execution_timeout=timedelta(hours=6)
+        )
+        images = EtlStepOperator(task_id="resize_images", step="resize_images")
+    with TaskGroup("split"):
+        split = EtlStepOperator(task_id="assign_splits", step="assign_splits")
+    with TaskGroup("gate"):
+        gate = EtlStepOperator(task_id="validate", step="validate")
+    with TaskGroup("load"):
+        load = EtlStepOperator(task_id="load_snapshot", step="load_snapshot", outlets=[CURATED_SNAPSHOT])
+
+    fetch >> [clips, prompts, images]
+    clips >> videos >> split >> gate
+    [prompts, images, gate] >> load

@@ -1,0 +1,320 @@
+"""The extraction step: selected clips -> verified, resized local files, reading only their bytes.
+
+Clips are grouped by zip part and the parts are worked on in parallel (one thread per part, ffmpeg
+does the heavy lifting in its own processes). For each part the central directory is read once, then
+the wanted members by coalesced ranged reads (``etl.zip_ranges``). Every clip is decoded in full; one
+that does not decode, fails its CRC or loses frames in the resize is quarantined under
+``<out>/quarantine/`` with a reason and counted, never fatal. A member the mapping names but the part
+lacks (or a part the source lacks) is counted as missing. Good clips land in ``<out>/clips/<video>``.
+Source failures (network, permissions) do raise: retrying the task is the cure for those.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from etl.config import MediaConfig
+from etl.media import CorruptMediaError, probe_video, resize_video
+from etl.sources import DatasetSource
+from etl.zip_ranges import (
+    DEFAULT_GAP,
+    MemberNotFoundError,
+    MemberRead,
+    PartFile,
+    ZipFormatError,
+    ZipReadStats,
+    normalise_part_name,
+    read_central_directory,
+    read_members,
+    resolve_part_files,
+)
+
+log = logging.getLogger(__name__)
+
+OK = "ok"
+CORRUPT = "corrupt"
+MISSING = "missing"
+CLIPS_DIR = "clips"
+QUARANTINE_DIR = "quarantine"
+
+
+@dataclass(frozen=True)
+class ClipRef:
+    """One selected clip: its OpenVid name, its zip part and its member name inside that part."""
+
+    video: str
+    part: str
+    video_path: str
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any] | Any) -> ClipRef:
+        """From a dict (``df.to_dict("records")``) or an object with attributes (``df.itertuples()``)."""
+        get = record.get if isinstance(record, Mapping) else lambda key: getattr(record, key, None)
+        values = {key: get(key) for key in ("video", "part", "video_path")}
+        empty = [key for key, value in values.items() if not isinstance(value, str) or not value.strip()]
+        if empty:
+            raise ValueError(f"clip record lacks {', '.join(empty)}: {record!r}")
+        return cls(values["video"].strip(), normalise_part_name(values["part"].strip()), values["video_path"])
+
+    @property
+    def file_name(self) -> str:
+        """The local file name: the video's base name, so no record can write outside the out folder."""
+        name = PurePosixPath(self.video.replace("\\", "/")).name
+        if name in ("", ".", ".."):
+            raise ValueError(f"video name {self.video!r} is not a usable file name")
+        return name
+
+
+@dataclass(frozen=True)
+class ClipRow:
+    """The outcome for one clip; the probe fields describe the resized file (``None`` unless ok)."""
+
+    video: str
+    part: str
+    video_path: str
+    status: str
+    reason: str = ""
+    local_path: str | None = None
+    sha256: str | None = None
+    bytes: int | None = None
+    frames: int | None = None
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+    seconds: float | None = None
+
+
+@dataclass
+class ExtractionStats:
+    """Counts and transferred bytes of one extraction, for the gate, the dashboard and the benchmark."""
+
+    clips_ok: int = 0
+    clips_corrupt: int = 0
+    clips_missing: int = 0
+    parts: int = 0
+    bytes_fetched: int = 0  # as counted by the source during the step
+    directory_bytes: int = 0
+    member_bytes: int = 0
+    selected_compressed_bytes: int = 0
+    parts_bytes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def fetched_over_selected(self) -> float:
+        """Bytes fetched per byte of selected (compressed) member; the goal is at most 1.2."""
+        return self.bytes_fetched / self.selected_compressed_bytes if self.selected_compressed_bytes else 0.0
+
+    @property
+    def fetched_over_parts(self) -> float:
+        """Share of the touched zip parts that was transferred."""
+        return self.bytes_fetched / self.parts_bytes if self.parts_bytes else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "fetched_over_selected": round(self.fetched_over_selected, 4),
+            "fetched_over_parts": round(self.fetched_over_parts, 6),
+        }
+
+
+@dataclass
+class ExtractionResult:
+    rows: list[ClipRow] = field(default_factory=list)
+    stats: ExtractionStats = field(default_factory=ExtractionStats)
+
+    @property
+    def ok_rows(self) -> list[ClipRow]:
+        return [row for row in self.rows if row.status == OK]
+
+    def to_frame(self) -> Any:
+        """The rows as a pandas DataFrame (one row per clip, the ``ClipRow`` fields as columns)."""
+        import pandas as pd
+
+        columns = list(ClipRow.__dataclass_fields__)
+        return pd.DataFrame([asdict(row) for row in self.rows], columns=columns)
+
+
+@dataclass(frozen=True)
+class _PartJob:
+    name: str
+    part: PartFile | None
+    clips: list[ClipRef]
+    out_dir: Path
+    media: MediaConfig
+    gap: int
+    progress_every: int
+
+
+def extract_clips(
+    records: Iterable[Mapping[str, Any] | Any],
+    source: DatasetSource,
+    out_dir: str | Path,
+    media: MediaConfig | None = None,
+    *,
+    gap: int = DEFAULT_GAP,
+    progress_every: int = 25,
+) -> ExtractionResult:
+    """Extract, verify and resize the selected clips; rows come back in the order of ``records``.
+
+    A video listed twice is extracted once.
+    """
+    media = media or MediaConfig()
+    started = time.monotonic()
+    clips = list({ref.video: ref for ref in map(ClipRef.from_record, records)}.values())
+    by_part: dict[str, list[ClipRef]] = {}
+    for clip in clips:
+        by_part.setdefault(clip.part, []).append(clip)
+    out = Path(out_dir)
+    (out / CLIPS_DIR).mkdir(parents=True, exist_ok=True)
+    (out / QUARANTINE_DIR).mkdir(parents=True, exist_ok=True)
+
+    fetched_before = source.bytes_fetched
+    parts = resolve_part_files(source, by_part, missing_ok=True)
+    jobs = [_PartJob(n, parts.get(n), c, out, media, gap, progress_every) for n, c in sorted(by_part.items())]
+    log.info("extracting %d clips from %d zip parts with %d workers", len(clips), len(jobs), media.workers)
+
+    rows: dict[str, ClipRow] = {}
+    zip_stats = ZipReadStats()
+    with ThreadPoolExecutor(max_workers=max(1, min(media.workers, len(jobs)))) as pool:
+        futures = [pool.submit(_extract_part, job) for job in jobs]
+        try:
+            for future in as_completed(futures):
+                part_rows, part_stats = future.result()
+                rows.update((row.video, row) for row in part_rows)
+                zip_stats.add(part_stats)
+        except BaseException:
+            for pending in futures:
+                pending.cancel()
+            raise
+
+    ordered = [rows[clip.video] for clip in clips]
+    stats = ExtractionStats(
+        clips_ok=sum(row.status == OK for row in ordered),
+        clips_corrupt=sum(row.status == CORRUPT for row in ordered),
+        clips_missing=sum(row.status == MISSING for row in ordered),
+        parts=zip_stats.parts,
+        bytes_fetched=source.bytes_fetched - fetched_before,
+        directory_bytes=zip_stats.directory_bytes,
+        member_bytes=zip_stats.member_bytes,
+        selected_compressed_bytes=zip_stats.selected_compressed_bytes,
+        parts_bytes=zip_stats.parts_bytes,
+        seconds=round(time.monotonic() - started, 3),
+    )
+    log.info(
+        "extraction done: %d ok, %d corrupt, %d missing in %.1fs; fetched %d bytes for %d bytes of members "
+        "(%.2fx), %.4f%% of the %d parts touched",
+        stats.clips_ok,
+        stats.clips_corrupt,
+        stats.clips_missing,
+        stats.seconds,
+        stats.bytes_fetched,
+        stats.selected_compressed_bytes,
+        stats.fetched_over_selected,
+        100 * stats.fetched_over_parts,
+        stats.parts,
+    )
+    return ExtractionResult(ordered, stats)
+
+
+def _extract_part(job: _PartJob) -> tuple[list[ClipRow], ZipReadStats]:
+    """All clips of one part, in part order; runs in a worker thread with its own statistics."""
+    stats = ZipReadStats()
+    if job.part is None:
+        reason = f"zip part {job.name!r} not found in the source"
+        log.warning("%s: %s (%d clips missing)", job.name, reason, len(job.clips))
+        return [_row(clip, MISSING, reason) for clip in job.clips], stats
+    try:
+        index = read_central_directory(job.part, stats)
+    except ZipFormatError as error:
+        reason = f"part directory unreadable: {error}"
+        log.warning("%s: %s (%d clips quarantined)", job.name, reason, len(job.clips))
+        return [_quarantine(job.out_dir, clip, None, reason) for clip in job.clips], stats
+
+    by_member: dict[str, list[ClipRef]] = {}
+    for clip in job.clips:
+        by_member.setdefault(clip.video_path, []).append(clip)
+    rows: list[ClipRow] = []
+    with tempfile.TemporaryDirectory(prefix=".extract-", dir=job.out_dir) as tmp:
+        for read in read_members(job.part, by_member, index=index, stats=stats, gap=job.gap):
+            for clip in by_member[read.name]:
+                rows.append(_process_clip(clip, read, Path(tmp), job))
+                if len(rows) % job.progress_every == 0 or len(rows) == len(job.clips):
+                    _log_progress(job, rows)
+    return rows, stats
+
+
+def _log_progress(job: _PartJob, rows: list[ClipRow]) -> None:
+    corrupt = sum(row.status == CORRUPT for row in rows)
+    missing = sum(row.status == MISSING for row in rows)
+    log.info("%s: %d/%d clips, %d corrupt, %d missing", job.name, len(rows), len(job.clips), corrupt, missing)
+
+
+def _process_clip(clip: ClipRef, read: MemberRead, tmp: Path, job: _PartJob) -> ClipRow:
+    """Decode the member in full, resize it and check nothing was lost; quarantine it otherwise."""
+    if isinstance(read.error, MemberNotFoundError):
+        return _row(clip, MISSING, read.reason)
+    if read.error is not None or read.data is None:
+        return _quarantine(job.out_dir, clip, None, read.reason)
+    raw = tmp / clip.file_name
+    raw.write_bytes(read.data)
+    target = job.out_dir / CLIPS_DIR / clip.file_name
+    try:
+        original = probe_video(raw)
+        info = resize_video(raw, target, job.media.video_height)
+        if info.frames != original.frames or not math.isclose(info.fps, original.fps, rel_tol=0.01):
+            raise CorruptMediaError(
+                f"resize changed frames/fps from {original.frames}/{original.fps} to {info.frames}/{info.fps}"
+            )
+    except CorruptMediaError as error:
+        target.unlink(missing_ok=True)
+        return _quarantine(job.out_dir, clip, raw, str(error))
+    finally:
+        raw.unlink(missing_ok=True)
+    return ClipRow(
+        video=clip.video,
+        part=clip.part,
+        video_path=clip.video_path,
+        status=OK,
+        local_path=str(target),
+        sha256=_sha256(target),
+        bytes=target.stat().st_size,
+        frames=info.frames,
+        fps=info.fps,
+        width=info.width,
+        height=info.height,
+        seconds=info.seconds,
+    )
+
+
+def _quarantine(out_dir: Path, clip: ClipRef, raw: Path | None, reason: str) -> ClipRow:
+    """Keep the bad bytes (when there are any) and the reason beside them, for a human to look at."""
+    folder = out_dir / QUARANTINE_DIR
+    kept: Path | None = None
+    if raw is not None and raw.exists():
+        kept = folder / clip.file_name
+        raw.replace(kept)
+    note = folder / f"{clip.file_name}.reason.txt"
+    note.write_text(f"video: {clip.video}\npart: {clip.part}\nmember: {clip.video_path}\nreason: {reason}\n")
+    log.warning("%s: quarantined %s: %s", clip.part, clip.video, reason)
+    return _row(clip, CORRUPT, reason, str(kept) if kept else None)
+
+
+def _row(clip: ClipRef, status: str, reason: str, local_path: str | None = None) -> ClipRow:
+    return ClipRow(clip.video, clip.part, clip.video_path, status, reason, local_path)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

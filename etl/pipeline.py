@@ -1,0 +1,277 @@
+"""The steps of ``nightly_etl``, one function each, passing files through a per-snapshot work folder.
+
+Each step reads what the previous ones wrote under ``<state_dir>/etl/<snapshot_id>/`` and
+returns a small JSON summary (the task's XCom). Steps are re-runnable: a retry or a re-run of
+the same night overwrites its own outputs, and the load step publishes a snapshot only once.
+
+    raw/<source>/...       fetch_metadata     metadata files as published
+    curated.parquet        curate_clips       Spark: clean, dedupe, filter, tag, map to zip parts
+    prompts.parquet        filter_prompts     Spark: the VidProM prompt pool, toxicity-filtered
+    media/clips/*.mp4      extract_clips      ranged zip reads, decode check, resize
+    images/*.png           resize_images      AdImageNet ads at 224x224
+    dataset.parquet        assign_splits      leakage-free 70/15/15
+    validation.json        validate           Great Expectations gate
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from adfame.settings import get_settings
+from etl.config import EtlConfig
+from etl.sources import DatasetSource, open_source
+
+log = logging.getLogger(__name__)
+CONF_SECTIONS = ("sources", "filters", "media", "split", "gate")
+
+
+class GateFailed(RuntimeError):
+    """The curated data did not pass the quality gate; nothing was loaded."""
+
+
+def deployment_config_path() -> Path:
+    """This deployment's defaults for every run (JSON with EtlConfig sections), e.g. its mirror's URIs."""
+    return get_settings().state_dir / "etl" / "config.json"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    snapshot_id: str
+    work_dir: Path
+    config: EtlConfig
+    dag_run_id: str | None = None
+
+    @classmethod
+    def from_dag_run(cls, conf: dict[str, Any], run_id: str | None, run_after: datetime | None) -> RunContext:
+        """Snapshot id from the conf or the run's date; config: defaults < deployment file < run conf."""
+        snapshot_id = str(conf.get("snapshot_id") or (run_after or datetime.now()).strftime("%Y-%m-%d"))
+        if not snapshot_id.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"snapshot_id {snapshot_id!r} may hold only letters, digits, '-' and '_'")
+        base = deployment_config_path()
+        deployed = json.loads(base.read_text()) if base.exists() else {}
+        merged = {k: {**deployed.get(k, {}), **conf.get(k, {})} for k in CONF_SECTIONS}
+        config = EtlConfig.model_validate(merged)
+        return cls(snapshot_id, get_settings().state_dir / "etl" / snapshot_id, config, run_id)
+
+    def path(self, *parts: str) -> Path:
+        target = self.work_dir.joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def source(self, name: str) -> DatasetSource:
+        return open_source(getattr(self.config.sources, name), hub_endpoint=self.config.sources.hub_endpoint)
+
+    def read_json(self, name: str) -> dict[str, Any]:
+        return json.loads((self.work_dir / name).read_text())
+
+    def write_json(self, name: str, value: dict[str, Any]) -> None:
+        self.path(name).write_text(json.dumps(value, indent=1, sort_keys=True, default=str))
+
+
+# ---- ingest -------------------------------------------------------------------------------------
+def fetch_metadata(run: RunContext) -> dict[str, Any]:
+    """Download the metadata files (never the video parts) of each source into ``raw/``."""
+    cfg = run.config.sources
+    wanted = {
+        "openvid": [cfg.openvid_csv, *_under(run.source("openvid"), cfg.openvid_mapping_dir, "*.csv")],
+        "vidprom": [cfg.vidprom_csv],
+        "adimagenet": _glob(run.source("adimagenet"), cfg.adimagenet_glob),
+    }
+    summary: dict[str, Any] = {}
+    for name, paths in wanted.items():
+        source = run.source(name)
+        sizes = 0
+        for path in paths:
+            local = source.download(path, run.work_dir / "raw" / name)
+            sizes += local.stat().st_size
+        log.info("%s: %d files, %.1f MB from %s", name, len(paths), sizes / 1e6, source.uri)
+        summary[name] = {"files": len(paths), "bytes": sizes, "uri": source.uri}
+    if not wanted["adimagenet"]:
+        raise FileNotFoundError(f"no AdImageNet files match {cfg.adimagenet_glob!r} in {cfg.adimagenet}")
+    run.write_json("fetch.json", summary)
+    return summary
+
+
+def _glob(source: DatasetSource, pattern: str) -> list[str]:
+    prefix = pattern.split("*", 1)[0].rsplit("/", 1)[0]
+    return [p for p in source.list_files(prefix) if fnmatch.fnmatch(p, pattern)]
+
+
+def _under(source: DatasetSource, folder: str, pattern: str) -> list[str]:
+    return _glob(source, f"{folder.rstrip('/')}/{pattern}")
+
+
+# ---- curate (Spark) -----------------------------------------------------------------------------
+def curate_clips(run: RunContext) -> dict[str, Any]:
+    from spark_jobs.curate_clips import curate
+    from spark_jobs.session import get_spark
+
+    cfg = run.config
+    raw = run.work_dir / "raw" / "openvid"
+    spark = get_spark("adfame-nightly-etl-curate")
+    curated, report = curate(
+        spark,
+        str(raw / cfg.sources.openvid_csv),
+        [str(raw / cfg.sources.openvid_mapping_dir / "*.csv")],
+        cfg.filters,
+    )
+    if cfg.filters.max_clips:
+        curated = curated.limit(cfg.filters.max_clips)
+    frame = curated.toPandas()
+    frame.to_parquet(run.path("curated.parquet"), index=False)
+    summary = {**report.to_dict(), "to_extract": len(frame)}
+    run.write_json("curation_report.json", summary)
+    log.info(
+        "curation: %d rows read, %d bad, %d duplicates, %d filtered, %d selected, %d to extract",
+        report.rows_read,
+        report.bad_rows_total,
+        summary["duplicates_total"],
+        summary["filtered_total"],
+        report.selected,
+        len(frame),
+    )
+    return summary
+
+
+def filter_prompts(run: RunContext) -> dict[str, Any]:
+    from spark_jobs.filter_prompts import filter_prompts as select_prompts
+    from spark_jobs.session import get_spark
+
+    spark = get_spark("adfame-nightly-etl-prompts")
+    raw = run.work_dir / "raw" / "vidprom" / run.config.sources.vidprom_csv
+    prompts, report = select_prompts(spark, str(raw), run.config.filters.max_prompt_toxicity)
+    prompts.toPandas().to_parquet(run.path("prompts.parquet"), index=False)
+    summary = report.to_dict()
+    run.write_json("prompt_report.json", summary)
+    log.info("prompt pool: %s", summary)
+    return summary
+
+
+# ---- extract ------------------------------------------------------------------------------------
+def extract_clips(run: RunContext) -> dict[str, Any]:
+    from etl.extract import extract_clips as extract
+
+    curated = pd.read_parquet(run.work_dir / "curated.parquet")
+    result = extract(
+        curated.to_dict("records"), run.source("openvid"), run.work_dir / "media", run.config.media
+    )
+    result.to_frame().to_parquet(run.path("extracted.parquet"), index=False)
+    stats = result.stats.as_dict()
+    run.write_json("extraction_stats.json", stats)
+    log.info(
+        "extraction: %d ok, %d corrupt (quarantined), %d missing; fetched %.2fx the selected bytes",
+        stats["clips_ok"],
+        stats["clips_corrupt"],
+        stats["clips_missing"],
+        stats["fetched_over_selected"],
+    )
+    return stats
+
+
+def resize_images(run: RunContext) -> dict[str, Any]:
+    """AdImageNet ads, short side resized and centre-cropped square; undecodable ones counted."""
+    from etl.media import CorruptMediaError, resize_image
+
+    out = run.path("images", "_")
+    for old in out.parent.glob("*.png"):
+        old.unlink()
+    ok = corrupt = 0
+    for parquet in sorted((run.work_dir / "raw" / "adimagenet").rglob("*.parquet")):
+        for i, row in enumerate(pd.read_parquet(parquet, columns=["image"]).itertuples(index=False)):
+            try:
+                data = resize_image(row.image["bytes"], run.config.media.image_size)
+            except CorruptMediaError as exc:
+                corrupt += 1
+                log.warning("image %d of %s is corrupt: %s", i, parquet.name, exc)
+                continue
+            (out.parent / f"{parquet.stem}-{i:06d}.png").write_bytes(data)
+            ok += 1
+    summary = {"images_ok": ok, "images_corrupt": corrupt, "size": run.config.media.image_size}
+    run.write_json("images.json", summary)
+    log.info("images: %s", summary)
+    return summary
+
+
+# ---- split --------------------------------------------------------------------------------------
+def assign_splits(run: RunContext) -> dict[str, Any]:
+    from etl.split import assign_splits as split
+    from etl.split import split_shares
+
+    curated = pd.read_parquet(run.work_dir / "curated.parquet")
+    extracted = pd.read_parquet(run.work_dir / "extracted.parquet")
+    ok = extracted[extracted["status"] == "ok"]
+    # The resized file's own numbers replace the metadata's (they describe what we ship).
+    probe = ok[
+        ["video", "local_path", "sha256", "bytes", "frames", "fps", "width", "height", "seconds"]
+    ].astype({"bytes": "int64", "frames": "int64", "width": "int64", "height": "int64"})
+    dataset = curated.drop(columns=["frames", "fps", "seconds"]).merge(probe, on="video", how="inner")
+    dataset = split(dataset, run.config.split)
+    dataset.to_parquet(run.path("dataset.parquet"), index=False)
+    shares = split_shares(dataset) if len(dataset) else {}
+    log.info("split %d clips: %s", len(dataset), shares)
+    return {"clips": len(dataset), "shares": shares}
+
+
+# ---- gate ---------------------------------------------------------------------------------------
+def validate(run: RunContext) -> dict[str, Any]:
+    from etl.quality_gate import failure_summary, validate_curated, write_report
+
+    dataset = pd.read_parquet(run.work_dir / "dataset.parquet")
+    extraction = run.read_json("extraction_stats.json")
+    curation = run.read_json("curation_report.json")
+    stats = {
+        "corrupt": extraction["clips_corrupt"],
+        "attempted": extraction["clips_ok"] + extraction["clips_corrupt"],
+        "missing_columns": curation.get("missing_columns", []),
+    }
+    result = validate_curated(dataset, stats, run.config.gate, run.config.split)
+    report = write_report(result, run.work_dir / "validation.json")
+    log.info("validation report: %s", report)
+    if not result.success:
+        raise GateFailed(f"{failure_summary(result.failures)} (report: {report}); nothing was loaded")
+    return {"success": True, "report": str(report), "rows": len(dataset)}
+
+
+# ---- load ---------------------------------------------------------------------------------------
+def load_snapshot(run: RunContext) -> dict[str, Any]:
+    from adfame.db import engine
+    from adfame.storage import ObjectStore
+    from etl.load import load_snapshot as load
+    from etl.stats import snapshot_stats
+
+    if not run.read_json("validation.json").get("success"):
+        raise GateFailed(f"snapshot {run.snapshot_id} has no passing validation report; refusing to load")
+    dataset = pd.read_parquet(run.work_dir / "dataset.parquet")
+    stats = snapshot_stats(
+        dataset, run.read_json("extraction_stats.json"), run.read_json("curation_report.json")
+    )
+    stats["images"] = run.read_json("images.json")
+    stats["prompts"] = run.read_json("prompt_report.json")
+    result = load(
+        snapshot_id=run.snapshot_id,
+        dataset=dataset,
+        images=sorted((run.work_dir / "images").glob("*.png")),
+        extra_files={
+            name: run.work_dir / name
+            for name in (
+                "validation.json",
+                "prompts.parquet",
+                "curation_report.json",
+                "extraction_stats.json",
+            )
+        },
+        stats=stats,
+        config=run.config.model_dump(mode="json"),
+        store=ObjectStore(),
+        engine=engine(),
+        dag_run_id=run.dag_run_id,
+    )
+    return asdict(result)

@@ -1,0 +1,165 @@
+"""Build the prompt pool from VidProM: prompts whose six toxicity scores are all at or under a threshold.
+
+VidProM's videos are CC BY-NC, so only its prompts are used, as realistic text-to-video requests. Each input
+row ends in one place: bad (unusable fields), toxic, duplicate (same normalised prompt) or selected. Run alone
+with ``python -m spark_jobs.filter_prompts`` or ``spark-submit spark_jobs/filter_prompts.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from etl.config import FilterConfig
+from spark_jobs.csv_input import bad_row_reason, count_by, first_reason, parse_number, read_csv_as_strings
+from spark_jobs.session import get_spark
+from spark_jobs.text import normalize_caption_col
+
+log = logging.getLogger(__name__)
+
+TOXICITY_COLUMNS = ("toxicity", "obscene", "identity_attack", "insult", "threat", "sexual_explicit")
+VIDPROM_COLUMNS: Mapping[str, str] = {
+    "uuid": "uuid",
+    "prompt": "prompt",
+    "time": "time",
+    **{name: name for name in TOXICITY_COLUMNS},
+}
+REQUIRED_COLUMNS = ("uuid", "prompt", *TOXICITY_COLUMNS)
+OUTPUT_COLUMNS = ("uuid", "prompt", "prompt_norm", "time", *TOXICITY_COLUMNS, "max_toxicity")
+
+SCORE_ABOVE_ONE = "score_above_one"
+EMPTY_PROMPT = "empty_prompt"
+_BAD, _TOXIC, _DUPLICATE = "bad", "toxic", "duplicate"
+
+
+@dataclass
+class PromptReport:
+    """Where the input rows went; JSON-serialisable through :meth:`to_dict`."""
+
+    max_toxicity: float
+    rows_read: int = 0
+    bad_rows: dict[str, int] = field(default_factory=dict)
+    toxic_dropped: int = 0
+    duplicates_dropped: int = 0
+    selected: int = 0
+    missing_columns: list[str] = field(default_factory=list)
+
+    @property
+    def bad_rows_total(self) -> int:
+        return sum(self.bad_rows.values())
+
+    def to_dict(self) -> dict[str, object]:
+        return {**asdict(self), "bad_rows_total": self.bad_rows_total}
+
+
+def _parsed(raw: DataFrame) -> DataFrame:
+    """Typed scores, the normalised prompt, their maximum and ``_bad``: why a row is unusable, or null."""
+    scores = {name: parse_number(F.col(name)) for name in TOXICITY_COLUMNS}
+    prompt_norm = normalize_caption_col("prompt")
+    unusable = bad_row_reason({name: F.col(name) for name in REQUIRED_COLUMNS}, scores, REQUIRED_COLUMNS)
+    reason = first_reason(
+        [
+            (unusable.isNotNull(), unusable),
+            (F.greatest(*scores.values()) > 1, F.lit(SCORE_ABOVE_ONE)),
+            (prompt_norm == "", F.lit(EMPTY_PROMPT)),
+        ]
+    )
+    return raw.select(
+        F.trim("uuid").alias("uuid"),
+        F.col("prompt"),
+        prompt_norm.alias("prompt_norm"),
+        F.trim("time").alias("time"),
+        *(value.alias(name) for name, value in scores.items()),
+        F.greatest(*scores.values()).alias("max_toxicity"),
+        reason.alias("_bad"),
+    )
+
+
+def _stage(max_toxicity: float) -> Column:
+    """Bad, then toxic, then a later copy of a prompt already kept; null when the row is selected."""
+    candidates = F.col("_bad").isNull() & (F.col("max_toxicity") <= max_toxicity)
+    # Among clean, non-toxic rows the earliest (then smallest uuid) copy of a prompt stays.
+    window = Window.partitionBy("prompt_norm", candidates).orderBy(
+        F.col("time").asc_nulls_last(), "uuid", "prompt"
+    )
+    return first_reason(
+        [
+            (F.col("_bad").isNotNull(), F.lit(_BAD)),
+            (~candidates, F.lit(_TOXIC)),
+            (F.row_number().over(window) > 1, F.lit(_DUPLICATE)),
+        ]
+    )
+
+
+def filter_prompts(
+    spark: SparkSession, vidprom_csv: str, max_toxicity: float
+) -> tuple[DataFrame, PromptReport]:
+    """The prompt pool (``OUTPUT_COLUMNS``, sorted by uuid) and the report of where every row went."""
+    raw, missing = read_csv_as_strings(spark, vidprom_csv, VIDPROM_COLUMNS)
+    if missing:
+        log.warning("%s lacks columns %s: rows that need them count as bad", vidprom_csv, missing)
+    staged = _parsed(raw).withColumn("_stage", _stage(max_toxicity)).persist(StorageLevel.MEMORY_AND_DISK)
+    report = PromptReport(max_toxicity=max_toxicity, missing_columns=missing)
+    for (stage, bad_reason), count in count_by(staged, "_stage", "_bad").items():
+        report.rows_read += count
+        if stage == _BAD:
+            report.bad_rows[bad_reason] = count
+        elif stage == _TOXIC:
+            report.toxic_dropped += count
+        elif stage == _DUPLICATE:
+            report.duplicates_dropped += count
+        else:
+            report.selected += count
+    prompts = staged.where(F.col("_stage").isNull()).select(*OUTPUT_COLUMNS).orderBy("uuid")
+    return prompts, report
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="spark_jobs.filter_prompts", description=__doc__.splitlines()[0])
+    parser.add_argument("--vidprom-csv", required=True, help="VidProM_unique.csv (local path or URI)")
+    parser.add_argument("--out", required=True, help="parquet output (overwritten)")
+    parser.add_argument("--report", required=True, help="JSON report path (local)")
+    parser.add_argument(
+        "--max-toxicity",
+        type=float,
+        default=FilterConfig().max_prompt_toxicity,
+        help="highest allowed score on each of the six toxicity columns",
+    )
+    parser.add_argument("--master", default=None, help="Spark master (default: SPARK_MASTER or local[2])")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the job alone. The session is left running: the process exit ends it, and tests reuse it."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = _parse_args(argv)
+    spark = get_spark("adfame-filter-prompts", args.master)
+    prompts, report = filter_prompts(spark, args.vidprom_csv, args.max_toxicity)
+    prompts.write.mode("overwrite").parquet(args.out)
+    report_path = Path(args.report)
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True))
+    log.info(
+        "kept %d of %d prompts (%d bad, %d toxic, %d duplicates) -> %s; report %s",
+        report.selected,
+        report.rows_read,
+        report.bad_rows_total,
+        report.toxic_dropped,
+        report.duplicates_dropped,
+        args.out,
+        report_path,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

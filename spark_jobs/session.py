@@ -1,0 +1,57 @@
+"""The one place a Spark session is built, so every job and test runs with the same settings.
+
+Master precedence: the ``master`` argument, then ``SPARK_MASTER``, then what ``spark-submit`` resolved
+(its ``--master``) when the job was launched by it, then ``local[2]`` (the project's machines have two cores).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pyspark import SparkConf, SparkContext
+from pyspark.sql import SparkSession
+
+DEFAULT_MASTER = "local[2]"
+LOCAL_SHUFFLE_PARTITIONS = 4
+LOG_LEVEL = "ERROR"
+
+
+def resolve_master(master: str | None = None) -> str:
+    """The master a new session will use; an explicit choice always beats the launcher's."""
+    if master:
+        return master
+    if os.environ.get("SPARK_MASTER"):
+        return os.environ["SPARK_MASTER"]
+    if "PYSPARK_GATEWAY_PORT" in os.environ:
+        # Started by spark-submit: its JVM already holds the resolved master as a system property.
+        SparkContext._ensure_initialized()
+        return SparkConf().get("spark.master", DEFAULT_MASTER)
+    return DEFAULT_MASTER
+
+
+def get_spark(app_name: str, master: str | None = None) -> SparkSession:
+    """The active session if there is one (tests share one JVM), else a new one configured for the project."""
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    resolved = resolve_master(master)
+    local = resolved.startswith("local")
+    if local:
+        # Local Python workers must run this interpreter: PATH's python3 may lack pandas/pyarrow for UDFs.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .master(resolved)
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.log.level", LOG_LEVEL)
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+    )
+    if local:
+        # The default of 200 shuffle partitions turns every small local aggregation into 200 tiny tasks.
+        builder = builder.config("spark.sql.shuffle.partitions", str(LOCAL_SHUFFLE_PARTITIONS))
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(LOG_LEVEL)
+    return spark
