@@ -1,0 +1,77 @@
+"""Messages that cross process boundaries (Kafka, REST), versioned and validated in one place.
+
+A worker must reject what it could not honour *before* it starts work, with a reason
+a person can act on; the same model validates the REST body and the Kafka payload.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SCHEMA_VERSION = 1
+TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+MAX_PROMPT_CHARS = 1000
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class PromptRequest(BaseModel):
+    """One generation request as it travels on ``adfame.prompts`` (key: the request id)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    request_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    tenant: str = Field(pattern=TENANT_PATTERN, description="brand the request belongs to")
+    prompt: str = Field(min_length=3, max_length=MAX_PROMPT_CHARS)
+    num_candidates: int = Field(5, ge=1, le=8)
+    num_frames: int = Field(16, ge=1, le=129)
+    fps: int = Field(8, ge=1, le=60)
+    height: int = Field(64, ge=16, le=1280, multiple_of=16)
+    width: int = Field(64, ge=16, le=1280, multiple_of=16)
+    seed: int | None = Field(None, ge=0, lt=2**63)
+    submitted_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @field_validator("prompt")
+    @classmethod
+    def _readable_text(cls, value: str) -> str:
+        value = value.strip()
+        if len(value) < 3:
+            raise ValueError("prompt must hold at least 3 visible characters")
+        if _CONTROL.search(value):
+            raise ValueError("prompt must be plain text (no control characters)")
+        return value
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_frames / self.fps
+
+
+class GenerationEvent(BaseModel):
+    """Published on ``adfame.generations`` once a request's results are durable."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    request_id: uuid.UUID
+    tenant: str
+    status: Literal["succeeded", "failed"]
+    model_version: str | None
+    route: Literal["champion", "challenger", "base"]
+    candidates: list[str] = Field(default_factory=list, description="object keys in adfame-videos")
+    error: str | None = None
+    finished_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+class DeadLetter(BaseModel):
+    """What could not be processed, why, and where it came from (``adfame.prompts.dlq``)."""
+
+    reason: str
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    payload: str = Field(description="the original bytes, decoded as UTF-8 with replacement")
+    failed_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
