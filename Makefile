@@ -25,6 +25,7 @@ demo: setup
 
 # Lint, then unit and integration tests on the real stack; stops only what it started.
 test: setup lint
+	$(ADFAME) stack install --browser
 	$(ADFAME) stack run -- $(VENV)/bin/python -m pytest
 
 lint: $(VENV)/.installed

@@ -29,6 +29,10 @@ def _stack():
 
 def cmd_stack_install(args: argparse.Namespace) -> int:
     _stack().install(args.services)
+    if args.browser:
+        from adfame.stack.install import ensure_chromium
+
+        print(f"browser for the page tests: {ensure_chromium(install_missing=True)}")
     print("everything the stack needs is installed")
     return 0
 
@@ -131,6 +135,99 @@ def cmd_etl_demo(args: argparse.Namespace) -> int:
     return 0 if result["state"] == "success" else 1
 
 
+def cmd_model_init(args: argparse.Namespace) -> int:
+    from adfame.settings import get_settings
+    from inference.model import init_default_model
+
+    print(f"default model: {init_default_model(get_settings())}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from adfame.settings import get_settings
+    from inference.worker import run_worker
+
+    handled = run_worker(get_settings(), max_messages=args.max_messages)
+    print(f"worker stopped after {handled} messages")
+    return 0
+
+
+def _print_job(job, store) -> None:
+    from adfame.contracts import VIDEOS_BUCKET
+
+    print(f"request {job.request_id}: {job.status} (model {job.model_version}, route {job.route})")
+    if job.error:
+        print(f"  error: {job.error}")
+    for c in job.candidates:
+        print(f"  [{c.index}] {c.variation_prompt}\n      {store.presign_get(VIDEOS_BUCKET, c.object_key)}")
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from adfame.db import engine
+    from adfame.messaging import create_producer
+    from adfame.schemas import PromptRequest
+    from adfame.storage import ObjectStore
+    from inference.jobs import submit, wait_for_job
+
+    fields = {
+        "num_candidates": args.candidates,
+        "num_frames": args.frames,
+        "fps": args.fps,
+        "height": args.height,
+        "width": args.width,
+        "seed": args.seed,
+    }
+    request = PromptRequest(tenant=args.tenant, prompt=args.prompt, **{k: v for k, v in fields.items() if v})
+    producer = create_producer()
+    submit(request, engine=engine(), producer=producer)
+    producer.close()
+    print(f"submitted request {request.request_id} for {request.tenant}")
+    if not args.wait:
+        return 0
+    job = wait_for_job(engine(), request.request_id, timeout_s=args.timeout)
+    _print_job(job, ObjectStore())
+    return 0 if job.status == "succeeded" else 1
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from adfame.db import engine
+    from adfame.messaging import create_producer
+    from adfame.storage import ObjectStore
+    from inference.jobs import submit
+    from inference.simulator import load_prompt_pool, simulate
+
+    producer = create_producer()
+    pool = load_prompt_pool(engine(), ObjectStore())
+    result = simulate(
+        lambda r: submit(r, engine=engine(), producer=producer),
+        pool,
+        count=args.count,
+        rate_per_s=args.rate,
+        concurrency=args.concurrency,
+        tenants=args.tenants.split(","),
+    )
+    producer.close()
+    print(f"submitted {result.submitted} requests in {result.seconds:.1f}s ({result.failed} failed)")
+    return 0 if result.failed == 0 else 1
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from adfame.settings import get_settings
+    from inference.api import serve
+
+    serve(get_settings())
+    return 0
+
+
+def cmd_api_key_create(args: argparse.Namespace) -> int:
+    from adfame.db import engine
+    from inference.auth import create_api_key
+
+    key = create_api_key(engine(), args.tenant)
+    print(f"API key for tenant {args.tenant} (shown once; store it safely):\n{key}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adfame", description="AdFame: generated video ads that learn from picks."
@@ -143,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = stack.add_parser("install", help="install or build what the services need (apt, Maven, Go)")
     p.add_argument("services", nargs="*", help=SERVICES_HELP)
+    p.add_argument("--browser", action="store_true", help="also Chromium, for the selection page tests")
     p.set_defaults(func=cmd_stack_install)
     p = stack.add_parser("up", help="start every service that is not running")
     p.add_argument("services", nargs="*", help=f"only these and what they need: {SERVICES_HELP}")
@@ -185,6 +283,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parts", type=int, default=3, help="zip parts")
     p.add_argument("--snapshot-id", default="demo")
     p.set_defaults(func=cmd_etl_demo)
+
+    model = sub.add_parser("model", help="the served model").add_subparsers(dest="cmd", required=True)
+    p = model.add_parser("init", help="build tiny-wan and publish it to s3://adfame-models/base/tiny-wan")
+    p.set_defaults(func=cmd_model_init)
+
+    p = sub.add_parser("worker", help="an inference worker: consume adfame.prompts until SIGTERM")
+    p.add_argument("--max-messages", type=int, default=None, help="stop after this many messages")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("generate", help="submit a prompt; --wait prints the candidates' URLs")
+    p.add_argument("prompt")
+    p.add_argument("--tenant", required=True, help="the brand the request belongs to")
+    p.add_argument("--wait", action="store_true")
+    p.add_argument("--timeout", type=float, default=600)
+    p.add_argument("--candidates", type=int)
+    p.add_argument("--frames", type=int)
+    p.add_argument("--fps", type=int)
+    p.add_argument("--height", type=int)
+    p.add_argument("--width", type=int)
+    p.add_argument("--seed", type=int)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("simulate", help="replay prompts from the prompt pool as traffic")
+    p.add_argument("--count", type=int, default=20)
+    p.add_argument("--rate", type=float, default=2.0, help="requests started per second")
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--tenants", default="nike,adidas", help="comma-separated tenants, used in turn")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("api", help="the REST API and the selection page (uvicorn)")
+    p.set_defaults(func=cmd_api)
+
+    keys = sub.add_parser("api-key", help="per-tenant API keys").add_subparsers(dest="cmd", required=True)
+    p = keys.add_parser("create", help="create a key for a tenant; prints it once")
+    p.add_argument("--tenant", required=True)
+    p.set_defaults(func=cmd_api_key_create)
 
     dbp = sub.add_parser("db", help="the application database").add_subparsers(dest="cmd", required=True)
     p = dbp.add_parser("upgrade", help="apply the migrations in sql/ that are not applied yet")

@@ -83,7 +83,7 @@ def _listening(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def _http_ok(url: str) -> Probe:
+def http_ok(url: str) -> Probe:
     try:
         response = httpx.get(url, timeout=3)
     except httpx.TransportError as exc:
@@ -93,12 +93,12 @@ def _http_ok(url: str) -> Probe:
 
 def mlflow(settings: Settings | None = None) -> Probe:
     settings = settings or get_settings()
-    return _http_ok(f"{settings.mlflow_url}/health")
+    return http_ok(f"{settings.mlflow_url}/health")
 
 
 def airflow_api(settings: Settings | None = None) -> Probe:
     settings = settings or get_settings()
-    return _http_ok(f"{settings.airflow_url}/api/v2/monitor/health")
+    return http_ok(f"{settings.airflow_url}/api/v2/monitor/health")
 
 
 def airflow_component(component: str, settings: Settings | None = None, since: float | None = None) -> Probe:
@@ -119,3 +119,29 @@ def airflow_component(component: str, settings: Settings | None = None, since: f
     if status == "healthy" and stale:
         return Probe(False, "waiting for the first heartbeat")
     return Probe(status == "healthy", f"heartbeat {status or 'unknown'}")
+
+
+def consumer_group(group: str, settings: Settings | None = None) -> Probe:
+    """Whether the Kafka consumer group has live members (a worker that joined and heartbeats)."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    settings = settings or get_settings()
+    if not _listening(settings.kafka_host, settings.kafka_port):
+        return Probe(False, f"nothing listens on {settings.kafka_bootstrap}")
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=settings.kafka_bootstrap,
+            request_timeout_ms=3000,
+            bootstrap_timeout_ms=3000,
+            client_id="adfame-health",
+        )
+        try:
+            described = admin.describe_consumer_groups([group])[0]
+        finally:
+            admin.close()
+    except KafkaError as exc:
+        return Probe(False, f"{exc.__class__.__name__}: {exc}")
+    members = len(getattr(described, "members", []) or [])
+    state = getattr(described, "state", "unknown")
+    return Probe(members > 0, f"group {group}: {state}, {members} member(s)")

@@ -44,6 +44,10 @@ class PromptRequest(BaseModel):
             raise ValueError("prompt must hold at least 3 visible characters")
         if _CONTROL.search(value):
             raise ValueError("prompt must be plain text (no control characters)")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("prompt must be valid Unicode text (no lone surrogates)") from None
         return value
 
     @property

@@ -17,6 +17,8 @@ from pathlib import Path
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from adfame.contracts import REGISTERED_MODEL, RETRAIN_DAG_ID
+
 ENV_PREFIX = "ADFAME_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SECRETS_FILE = "secrets.env"
@@ -95,6 +97,19 @@ class Settings(BaseSettings):
     airflow_jwt_secret: SecretStr = SecretStr("")
     airflow_fernet_key: SecretStr = SecretStr("")
     airflow_parallelism: int = 4
+
+    # Generation service
+    model_source: str = "s3://adfame-models/base/tiny-wan"
+    registered_model: str = REGISTERED_MODEL
+    device: str = ""
+    inference_steps: int = 4
+    inference_cache: str = ""
+    inference_cache_threshold: float = 0.05
+    variation_strategy: str = "shot_styles"
+    worker_group: str = "adfame-workers"
+    api_port: int = 8000
+    retrain_dag_id: str = RETRAIN_DAG_ID
+    milestone_retry_s: float = 15.0
 
     # Seconds a service may take to become healthy before `stack up` gives up on it.
     start_timeout: float = 120.0

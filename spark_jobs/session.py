@@ -15,6 +15,8 @@ from pyspark.sql import SparkSession
 DEFAULT_MASTER = "local[2]"
 LOCAL_SHUFFLE_PARTITIONS = 4
 LOG_LEVEL = "ERROR"
+# Local mode runs everything in the driver's JVM; its 1 GB default runs out at a million metadata rows.
+LOCAL_DRIVER_MEMORY = os.environ.get("SPARK_DRIVER_MEMORY", "4g")
 
 
 def resolve_master(master: str | None = None) -> str:
@@ -51,7 +53,9 @@ def get_spark(app_name: str, master: str | None = None) -> SparkSession:
     )
     if local:
         # The default of 200 shuffle partitions turns every small local aggregation into 200 tiny tasks.
-        builder = builder.config("spark.sql.shuffle.partitions", str(LOCAL_SHUFFLE_PARTITIONS))
+        builder = builder.config("spark.sql.shuffle.partitions", str(LOCAL_SHUFFLE_PARTITIONS)).config(
+            "spark.driver.memory", LOCAL_DRIVER_MEMORY
+        )
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(LOG_LEVEL)
     return spark

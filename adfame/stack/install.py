@@ -181,3 +181,20 @@ def ensure_seaweedfs(settings: Settings, install: bool) -> Path:
         raise StackError(f"building SeaweedFS failed:\n{result.stderr[-3000:]}")
     staging.rename(binary)
     return binary
+
+
+# ---- Chromium (browser tests of the selection page) ------------------------------------------
+def chromium_binary() -> Path | None:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    return Path(found) if found else None
+
+
+def ensure_chromium(install_missing: bool) -> Path:
+    """Debian's Chromium: Playwright's own browser download cannot work on an offline machine."""
+    browser = chromium_binary()
+    if browser is None and install_missing:
+        _apt_install("chromium")
+        browser = chromium_binary()
+    if browser is None:
+        raise StackError("the browser tests need Chromium: apt-get install chromium")
+    return browser

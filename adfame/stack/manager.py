@@ -30,7 +30,8 @@ class ServiceStatus:
 
     @property
     def healthy(self) -> bool:
-        return self.state == "healthy"
+        """Optional services that are off do not make the stack unhealthy."""
+        return self.state in ("healthy", "off")
 
 
 class Stack:
@@ -40,9 +41,9 @@ class Stack:
 
     # ---- selection ----------------------------------------------------------
     def select(self, names: Iterable[str] | None) -> list[Service]:
-        """The named services and what they need, in start order; all when ``names`` is empty."""
+        """The named services and what they need, in start order; the platform when ``names`` is empty."""
         if not names:
-            return list(self.services.values())
+            return [svc for svc in self.services.values() if not svc.optional]
         unknown = [n for n in names if n not in self.services]
         if unknown:
             raise StackError(f"unknown service {', '.join(unknown)}; known: {', '.join(self.services)}")
@@ -133,6 +134,13 @@ class Stack:
         rows = []
         for svc in self.services.values():
             proc = svc.pidfile.process()
+            if proc is None and svc.optional:
+                rows.append(
+                    ServiceStatus(
+                        svc.name, "off", None, svc.url(), f"start with `adfame stack up {svc.name}`"
+                    )
+                )
+                continue
             if proc is None:
                 rows.append(ServiceStatus(svc.name, "stopped", None, svc.url(), "not running"))
                 continue

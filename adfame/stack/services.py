@@ -43,6 +43,9 @@ class Service:
     name: str = ""
     requires: tuple[str, ...] = ()
     stop_signal: int = signal.SIGTERM
+    # AdFame's own processes start only when named (`adfame stack up worker api`), so a plain
+    # `up` (and the test suite) gets the platform without a worker competing for prompts.
+    optional: bool = False
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -521,6 +524,43 @@ class AirflowTriggerer(AirflowComponent):
     component = "triggerer"
 
 
+class InferenceWorker(Service):
+    """`adfame worker`: one member of the workers' Kafka consumer group."""
+
+    name = "worker"
+    requires = ("postgres", "s3", "kafka", "mlflow")
+    optional = True
+
+    def url(self) -> str:
+        return f"kafka://{self.settings.kafka_bootstrap}/{self.settings.worker_group}"
+
+    def command(self) -> list[str]:
+        return [str(VENV_BIN / "adfame"), "worker"]
+
+    def probe(self) -> Probe:
+        return health.consumer_group(self.settings.worker_group, self.settings)
+
+
+class ApiServer(Service):
+    """`adfame api`: the REST API and the selection page."""
+
+    name = "api"
+    requires = ("postgres", "s3", "kafka")
+    optional = True
+
+    def ports(self) -> list[int]:
+        return [self.settings.api_port]
+
+    def url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.api_port}"
+
+    def command(self) -> list[str]:
+        return [str(VENV_BIN / "adfame"), "api"]
+
+    def probe(self) -> Probe:
+        return health.http_ok(f"{self.url()}/healthz")
+
+
 def airflow_environment(settings: Settings) -> dict[str, str]:
     """Airflow's configuration for the local stack, as the AIRFLOW__ variables it reads."""
     s = settings
@@ -557,4 +597,6 @@ SERVICE_CLASSES: tuple[type[Service], ...] = (
     AirflowScheduler,
     AirflowDagProcessor,
     AirflowTriggerer,
+    InferenceWorker,
+    ApiServer,
 )

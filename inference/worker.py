@@ -1,0 +1,380 @@
+"""The inference worker: a Kafka consumer-group member that turns prompts into candidate videos.
+
+For each message on ``adfame.prompts``:
+
+1. validate it (``PromptRequest``); what a worker cannot honour goes to ``adfame.prompts.dlq``
+   with the reason, and the offset moves on;
+2. claim the request's row; a request that already succeeded (a redelivery after a crash or a
+   rebalance) only has its completion event published again;
+3. route it to the champion or the challenger by the canary weight, hot-swapping the LoRA;
+4. generate all candidates in one batched call;
+5. upload the mp4s under deterministic keys (a retry overwrites, never orphans), then commit the
+   candidate rows and the request's status in one transaction, then publish the event;
+6. commit the Kafka offset: only now is the message done.
+
+SIGTERM lets the current request finish and commit before the worker leaves the group.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer
+from pydantic import ValidationError
+from sqlalchemy import Engine, text
+
+from adfame.contracts import (
+    CHALLENGER_ALIAS,
+    CHAMPION_ALIAS,
+    GENERATIONS_TOPIC,
+    PROMPTS_DLQ_TOPIC,
+    PROMPTS_TOPIC,
+    VIDEOS_BUCKET,
+    video_object_key,
+)
+from adfame.schemas import DeadLetter, GenerationEvent, PromptRequest
+from adfame.settings import Settings
+from adfame.storage import ObjectStore
+from inference.jobs import record_request
+from inference.routing import route_for
+from inference.variations import candidate_seeds, expand
+
+log = logging.getLogger(__name__)
+ALIAS_REFRESH_S = 30.0
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        server: Any,
+        *,
+        engine: Engine,
+        store: ObjectStore,
+        producer: KafkaProducer,
+        consumer: KafkaConsumer,
+        registry: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.server = server  # inference.model.ModelServer: a warm pipeline with hot-swappable LoRAs
+        self.engine = engine
+        self.store = store
+        self.producer = producer
+        self.consumer = consumer
+        self.registry = registry  # an MlflowClient, or None to serve the base model only
+        self.stop = threading.Event()
+        self._aliases: dict[str, Any] = {}
+        self._aliases_at = 0.0
+        self.processed = 0
+
+    # ---- loop ---------------------------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        def request_stop(signum: int, _frame: object) -> None:
+            log.info("signal %d: finishing the current request, then leaving the group", signum)
+            self.stop.set()
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+
+    def run(self, max_messages: int | None = None) -> int:
+        """Consume until stopped (or ``max_messages`` handled); returns the number handled."""
+        log.info(
+            "worker in group %s on %s, serving %s",
+            self.settings.worker_group,
+            PROMPTS_TOPIC,
+            self.server.active_version,
+        )
+        try:
+            while not self.stop.is_set():
+                for records in self.consumer.poll(timeout_ms=1000, max_records=1).values():
+                    for record in records:
+                        self.handle(record)
+                        self.consumer.commit()
+                        self.processed += 1
+                if max_messages is not None and self.processed >= max_messages:
+                    break
+        finally:
+            self.consumer.close()
+        return self.processed
+
+    def handle(self, record: Any) -> None:
+        try:
+            request = PromptRequest.model_validate_json(record.value)
+        except (ValidationError, ValueError) as exc:
+            self.dead_letter(record, _reason(exc))
+            return
+        if record.key is not None and record.key != str(request.request_id):
+            self.dead_letter(record, f"message key {record.key!r} is not the request id {request.request_id}")
+            return
+        claim = self.claim(request)
+        if claim == "other-tenant":
+            self.dead_letter(record, f"request id {request.request_id} already belongs to another tenant")
+        elif claim == "done":
+            log.info(
+                "request %s already succeeded (redelivery): publishing its event again", request.request_id
+            )
+            self.publish(self.completed_event(request))
+        else:
+            self.generate(request)
+
+    # ---- steps --------------------------------------------------------------------------------
+    def claim(self, request: PromptRequest) -> str:
+        """Mark the request running; 'done' if it already succeeded, 'other-tenant' on an id clash."""
+        record_request(self.engine, request)
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                text("select tenant, status from generation_requests where request_id = :id for update"),
+                {"id": str(request.request_id)},
+            ).one()
+            if row.tenant != request.tenant:
+                return "other-tenant"
+            if row.status == "succeeded":
+                return "done"
+            conn.execute(
+                text(
+                    "update generation_requests set status = 'running', started_at = now(), "
+                    "error = null where request_id = :id"
+                ),
+                {"id": str(request.request_id)},
+            )
+        return "claimed"
+
+    def generate(self, request: PromptRequest) -> None:
+        from inference.model import generate
+        from inference.video import encode_mp4
+
+        started = datetime.now(UTC)
+        timings: dict[str, float] = {
+            "queue_wait_s": max(0.0, (started - request.submitted_at).total_seconds())
+        }
+        route = self.select_model(request)
+        prompts = expand(
+            request.prompt, request.num_candidates, request.request_id, self.settings.variation_strategy
+        )
+        seeds = list(candidate_seeds(request.request_id, request.num_candidates, request.seed))
+        try:
+            result = generate(
+                self.server.pipe,
+                prompts,
+                seeds,
+                num_frames=request.num_frames,
+                height=request.height,
+                width=request.width,
+                num_inference_steps=self.settings.inference_steps,
+            )
+            timings.update(result.timings)
+            tick = time.perf_counter()
+            encoded = [encode_mp4(video, request.fps) for video in result.videos]
+            timings["encode_s"] = time.perf_counter() - tick
+            tick = time.perf_counter()
+            keys = []
+            for index, data in enumerate(encoded):
+                key = video_object_key(request.tenant, str(request.request_id), index)
+                self.store.put_bytes(VIDEOS_BUCKET, key, data, content_type="video/mp4")
+                keys.append(key)
+            timings["upload_s"] = time.perf_counter() - tick
+        except Exception as exc:  # a failed request is recorded and reported, never retried forever
+            log.exception("request %s failed", request.request_id)
+            self.finish(request, route, timings, status="failed", error=f"{exc.__class__.__name__}: {exc}")
+            self.publish(
+                GenerationEvent(
+                    request_id=request.request_id,
+                    tenant=request.tenant,
+                    status="failed",
+                    model_version=self.server.active_version,
+                    route=route,
+                    error=str(exc)[:500],
+                )
+            )
+            return
+        timings["total_s"] = (datetime.now(UTC) - started).total_seconds()
+        self.finish(
+            request,
+            route,
+            timings,
+            status="succeeded",
+            candidates=list(zip(prompts, seeds, keys, strict=True)),
+        )
+        self.publish(
+            GenerationEvent(
+                request_id=request.request_id,
+                tenant=request.tenant,
+                status="succeeded",
+                model_version=self.server.active_version,
+                route=route,
+                candidates=keys,
+            )
+        )
+        log.info(
+            "request %s: %d candidates by %s (%s) in %.2fs",
+            request.request_id,
+            len(keys),
+            self.server.active_version,
+            route,
+            timings["total_s"],
+        )
+
+    def finish(
+        self,
+        request: PromptRequest,
+        route: str,
+        timings: dict[str, float],
+        *,
+        status: str,
+        candidates: list[tuple[str, int, str]] | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Candidates and the request's final state in one transaction: both or neither are visible."""
+        import json
+
+        with self.engine.begin() as conn:
+            for index, (prompt, seed, key) in enumerate(candidates or []):
+                conn.execute(
+                    text("""
+                    insert into candidates (request_id, candidate_index, variation_prompt, seed, object_key)
+                    values (:id, :index, :prompt, :seed, :key)
+                    on conflict (request_id, candidate_index) do update
+                    set variation_prompt = excluded.variation_prompt, seed = excluded.seed,
+                        object_key = excluded.object_key
+                    """),
+                    {
+                        "id": str(request.request_id),
+                        "index": index,
+                        "prompt": prompt,
+                        "seed": seed,
+                        "key": key,
+                    },
+                )
+            conn.execute(
+                text("""
+                update generation_requests set status = :status, finished_at = now(), route = :route,
+                    model_version = :version, timings = cast(:timings as jsonb), error = :error
+                where request_id = :id
+                """),
+                {
+                    "status": status,
+                    "route": route,
+                    "version": self.server.active_version,
+                    "timings": json.dumps({k: round(v, 4) for k, v in timings.items()}),
+                    "error": error,
+                    "id": str(request.request_id),
+                },
+            )
+
+    def completed_event(self, request: PromptRequest) -> GenerationEvent:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text("select model_version, route from generation_requests where request_id = :id"),
+                {"id": str(request.request_id)},
+            ).one()
+            keys = (
+                conn.execute(
+                    text("select object_key from candidates where request_id = :id order by candidate_index"),
+                    {"id": str(request.request_id)},
+                )
+                .scalars()
+                .all()
+            )
+        return GenerationEvent(
+            request_id=request.request_id,
+            tenant=request.tenant,
+            status="succeeded",
+            model_version=row.model_version,
+            route=row.route or "base",
+            candidates=list(keys),
+        )
+
+    def publish(self, event: GenerationEvent) -> None:
+        self.producer.send(GENERATIONS_TOPIC, key=str(event.request_id), value=event.model_dump(mode="json"))
+        self.producer.flush(timeout=30)
+
+    def dead_letter(self, record: Any, reason: str) -> None:
+        log.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
+        letter = DeadLetter(
+            reason=reason,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            payload=(record.value or b"").decode("utf-8", errors="replace"),
+        )
+        self.producer.send(PROMPTS_DLQ_TOPIC, key=record.key, value=letter.model_dump(mode="json"))
+        self.producer.flush(timeout=30)
+
+    # ---- routing ------------------------------------------------------------------------------
+    def challenger_weight(self) -> int:
+        with self.engine.connect() as conn:
+            weight = conn.execute(
+                text("""
+                select traffic_weight from deployments
+                where alias = :alias and state = 'canary' and model_name = :model
+                order by updated_at desc limit 1"""),
+                {"alias": CHALLENGER_ALIAS, "model": self.settings.registered_model},
+            ).scalar()
+        return int(weight or 0)
+
+    def aliases(self) -> dict[str, Any]:
+        """The registry's champion and challenger versions, refreshed every ALIAS_REFRESH_S seconds."""
+        from inference.model import resolve_alias
+
+        if self.registry is not None and time.monotonic() - self._aliases_at > ALIAS_REFRESH_S:
+            self._aliases = {
+                alias: resolve_alias(self.registry, alias, self.settings.registered_model)
+                for alias in (CHAMPION_ALIAS, CHALLENGER_ALIAS)
+            }
+            self._aliases_at = time.monotonic()
+        return self._aliases
+
+    def select_model(self, request: PromptRequest) -> str:
+        """Activate the version the request is routed to; the base model when no version has the alias."""
+        versions = self.aliases()
+        route = route_for(request.request_id, self.challenger_weight())
+        if route == CHALLENGER_ALIAS and versions.get(CHALLENGER_ALIAS) is None:
+            route = CHAMPION_ALIAS
+        version = versions.get(route)
+        self.server.activate(version)
+        return route if version is not None else "base"
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}" for e in exc.errors())
+    return f"not a JSON prompt message: {exc}"
+
+
+def run_worker(settings: Settings, max_messages: int | None = None) -> int:
+    """Assemble a worker from the settings (warm model, clients) and consume until SIGTERM."""
+    from adfame.db import engine
+    from adfame.messaging import create_consumer, create_producer
+    from adfame.mlflow_setup import configure_mlflow
+    from inference.model import ModelServer, enable_cache
+
+    server = ModelServer(settings.model_source, device=settings.device or None)
+    if settings.inference_cache:
+        enable_cache(server.pipe, settings.inference_cache, settings.inference_cache_threshold)
+    consumer = create_consumer(
+        settings.worker_group,
+        [PROMPTS_TOPIC],
+        settings,
+        # A real model on a CPU takes minutes per request; the group must not evict a busy worker,
+        # but a dead one (its heartbeats stop) hands its partitions over within seconds.
+        max_poll_interval_ms=30 * 60 * 1000,
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=2_000,
+    )
+    worker = Worker(
+        settings,
+        server,
+        engine=engine(),
+        store=ObjectStore(settings),
+        producer=create_producer(settings),
+        consumer=consumer,
+        registry=configure_mlflow(settings),
+    )
+    worker.install_signal_handlers()
+    return worker.run(max_messages)

@@ -1,0 +1,196 @@
+"""Every 200th selection: exactly one milestone row and one DAG run, under concurrency and Airflow outages.
+
+Each test counts selections in a fresh database (other tests' selections must not move the count)
+and points the trigger at ``feedback_trigger_probe``, a real DAG that records the conf it got.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+from api_support import finished_jobs, free_port, fresh_database, served, wait_until
+from sqlalchemy import Engine, Row, text
+
+from adfame.airflow_client import AirflowClient
+from adfame.db import create_engine_for
+from adfame.settings import Settings
+from inference.api import ApiOptions, create_app
+from inference.auth import create_api_key
+from inference.feedback import MilestoneTrigger, record_selection, trigger_pending_milestones
+
+pytestmark = pytest.mark.integration
+
+PROBE_DAG = "feedback_trigger_probe"
+STATS_PREFIX = "feedback_probe."
+
+
+@pytest.fixture(scope="module")
+def airflow(settings: Settings) -> Iterator[AirflowClient]:
+    with AirflowClient(settings) as client:
+        client.wait_for_dag(PROBE_DAG, timeout_s=180)
+        client.set_paused(PROBE_DAG, False)
+        yield client
+        client.set_paused(PROBE_DAG, True)
+
+
+@pytest.fixture(scope="module")
+def app_db(settings: Settings) -> Iterator[Engine]:
+    """The stack's app database, where the probe DAG records what it received."""
+    engine = create_engine_for(settings)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def clean_probe(airflow: AirflowClient, app_db: Engine) -> None:
+    """Forget earlier probe runs and records: run ids repeat per milestone, in every fresh database."""
+    for run in airflow.list_dag_runs(PROBE_DAG):
+        response = airflow.request("DELETE", f"/api/v2/dags/{PROBE_DAG}/dagRuns/{run['dag_run_id']}")
+        assert response.status_code in (204, 404), response.text
+    with app_db.begin() as conn:
+        conn.execute(
+            text("DELETE FROM dashboard_stats WHERE key LIKE :prefix"), {"prefix": STATS_PREFIX + "%"}
+        )
+
+
+def _milestones(engine: Engine) -> list[Row[Any]]:
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                text(
+                    "SELECT milestone, selection_count, dag_id, dag_run_id, triggered_at, attempts,"
+                    " last_error FROM retrain_milestones ORDER BY milestone"
+                )
+            )
+        )
+
+
+def _all_triggered(engine: Engine) -> list[Row[Any]] | None:
+    rows = _milestones(engine)
+    return rows if rows and all(m.triggered_at for m in rows) else None
+
+
+def _first_milestone_if(engine: Engine, condition: Callable[[Row[Any]], Any]) -> Row[Any] | None:
+    row = _milestones(engine)[0]
+    return row if condition(row) else None
+
+
+def _runs(airflow: AirflowClient) -> list[tuple[str, dict[str, Any]]]:
+    return sorted((run["dag_run_id"], run["conf"]) for run in airflow.list_dag_runs(PROBE_DAG))
+
+
+def test_400_concurrent_selections_give_two_milestones_and_two_dag_runs(
+    settings: Settings, airflow: AirflowClient, app_db: Engine, clean_probe: None
+) -> None:
+    with fresh_database(settings) as engine:
+        tenant = "bulk"
+        key = create_api_key(engine, tenant)
+        jobs = finished_jobs(engine, tenant, 400)
+        options = ApiOptions(retrain_dag_id=PROBE_DAG, milestone_retry_s=2.0)
+        with served(create_app(settings, options=options, engine=engine)) as base_url:
+
+            def select_all(chunk: list[uuid.UUID]) -> list[int]:
+                with httpx.Client(base_url=base_url, headers={"X-API-Key": key}, timeout=60) as client:
+                    return [
+                        client.post(f"/jobs/{job}/selection", json={"candidate_index": 0}).status_code
+                        for job in chunk
+                    ]
+
+            with ThreadPoolExecutor(8) as pool:
+                codes = [
+                    code for chunk in pool.map(select_all, [jobs[i::8] for i in range(8)]) for code in chunk
+                ]
+            assert codes == [201] * 400
+
+            assert [(m.milestone, m.selection_count) for m in _milestones(engine)] == [(1, 200), (2, 400)]
+            rows = wait_until(lambda: _all_triggered(engine), timeout_s=60, what="both milestones triggered")
+            metrics = httpx.get(base_url + "/metrics").text
+        assert "adfame_api_retrain_milestones_created_total 2.0" in metrics
+        assert "adfame_api_retrain_milestones_triggered_total 2.0" in metrics
+        assert "adfame_api_selections_total 400.0" in metrics
+
+    expected = {
+        "retrain_milestone_00001": {"milestone": 1, "selection_count": 200},
+        "retrain_milestone_00002": {"milestone": 2, "selection_count": 400},
+    }
+    assert [(m.dag_id, m.dag_run_id, m.attempts, m.last_error) for m in rows] == [
+        (PROBE_DAG, run_id, 1, None) for run_id in expected
+    ]
+    assert _runs(airflow) == sorted(expected.items())
+
+    # The probe DAG ran and recorded exactly the conf each milestone sent.
+    for run_id in expected:
+        run = airflow.wait_for_dag_run(PROBE_DAG, run_id, timeout_s=180)
+        assert run["state"] == "success", airflow.task_instances(PROBE_DAG, run_id)
+    with app_db.connect() as conn:
+        recorded = dict(
+            conn.execute(
+                text("SELECT key, value FROM dashboard_stats WHERE key LIKE :prefix"),
+                {"prefix": STATS_PREFIX + "%"},
+            ).all()
+        )
+    assert recorded == {STATS_PREFIX + run_id: conf for run_id, conf in expected.items()}
+
+
+def test_a_milestone_reached_while_airflow_is_down_is_triggered_once_it_is_back(
+    settings: Settings, airflow: AirflowClient, clean_probe: None
+) -> None:
+    with fresh_database(settings) as engine:
+        tenant = "outage"
+        jobs = finished_jobs(engine, tenant, 200)
+        with engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO selections (request_id, candidate_index, tenant) VALUES (:id, 0, :tenant)"),
+                [{"id": job, "tenant": tenant} for job in jobs[:199]],
+            )
+        result = record_selection(engine, jobs[199], 0, tenant)
+        assert (result.selection_count, result.milestone) == (200, 1)
+
+        # A real client for an Airflow that does not answer: nothing listens on that port.
+        down = settings.model_copy(update={"airflow_port": free_port()})
+        airflow_is_back = threading.Event()
+        trigger = MilestoneTrigger(
+            engine,
+            lambda: AirflowClient(settings if airflow_is_back.is_set() else down, timeout_s=5),
+            dag_id=PROBE_DAG,
+            interval_s=0.3,
+        )
+        trigger.start()
+        try:
+            failing = wait_until(
+                lambda: _first_milestone_if(engine, lambda m: m.attempts >= 2),
+                timeout_s=30,
+                what="two failed trigger attempts",
+            )
+            assert failing.triggered_at is None and "not reachable" in failing.last_error
+            assert _runs(airflow) == []
+
+            airflow_is_back.set()
+            done = wait_until(
+                lambda: _first_milestone_if(engine, lambda m: m.triggered_at is not None),
+                timeout_s=30,
+                what="the retry to be accepted",
+            )
+        finally:
+            trigger.stop()
+
+        assert done.dag_run_id == "retrain_milestone_00001" and done.last_error is None
+        assert done.attempts >= 3
+        assert _runs(airflow) == [("retrain_milestone_00001", {"milestone": 1, "selection_count": 200})]
+
+        # Triggered means done: a later pass does nothing, and even a forgotten trigger (an answer
+        # lost after Airflow accepted it) does not start a second run: Airflow's 409 counts as triggered.
+        def real() -> AirflowClient:
+            return AirflowClient(settings)
+
+        assert trigger_pending_milestones(engine, real, PROBE_DAG) == []
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE retrain_milestones SET triggered_at = NULL, dag_run_id = NULL"))
+        assert trigger_pending_milestones(engine, real, PROBE_DAG) == [1]
+        assert len(_runs(airflow)) == 1
