@@ -342,6 +342,8 @@ class Worker:
 
 
 def _reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError) and exc.errors()[0]["type"] == "json_invalid":
+        return f"not a JSON prompt message: {exc.errors()[0]['msg']}"
     if isinstance(exc, ValidationError):
         return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}" for e in exc.errors())
     return f"not a JSON prompt message: {exc}"

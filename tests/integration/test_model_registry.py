@@ -1,0 +1,92 @@
+"""tiny-wan from the object store, a LoRA version from the MLflow registry, served by its alias."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import uuid
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import mlflow
+import numpy as np
+import pytest
+
+from adfame.contracts import CHALLENGER_ALIAS, CHAMPION_ALIAS, MODELS_BUCKET
+from adfame.mlflow_setup import configure_mlflow
+from adfame.settings import Settings
+from adfame.storage import ObjectStore
+from inference.model import (
+    DEFAULT_MODEL_PREFIX,
+    DEFAULT_MODEL_URI,
+    ModelServer,
+    init_default_model,
+    resolve_alias,
+    resolve_source,
+)
+
+pytestmark = pytest.mark.integration
+
+PROMPTS = ["a woman running in sneakers on a beach", "a sneaker rotates on a pedestal"]
+SEEDS = [3, 4]
+SMALL = {"num_frames": 5, "height": 32, "width": 32}
+
+
+def _train_lora():
+    """The LoRA helper of the unit tests (tests/ is not a package, so it is loaded by path)."""
+    path = Path(__file__).resolve().parents[1] / "unit" / "inference" / "lora_fixtures.py"
+    spec = importlib.util.spec_from_file_location("lora_fixtures", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.train_lora
+
+
+def test_serve_the_challenger_lora_on_tiny_wan_from_the_object_store(
+    settings: Settings, tmp_path: Path
+) -> None:
+    store = ObjectStore(settings)
+    local = settings.model_copy(update={"cache_dir": tmp_path / "cache"})
+
+    assert init_default_model(settings, store) == DEFAULT_MODEL_URI
+    index = store.stat(MODELS_BUCKET, f"{DEFAULT_MODEL_PREFIX}/model_index.json")
+    assert index is not None
+    assert init_default_model(settings, store) == DEFAULT_MODEL_URI  # already there: nothing re-uploaded
+    assert store.stat(MODELS_BUCKET, f"{DEFAULT_MODEL_PREFIX}/model_index.json") == index
+
+    server = ModelServer(DEFAULT_MODEL_URI, store=store, settings=local)
+    model_dir = resolve_source(DEFAULT_MODEL_URI, store=store, settings=local)  # the cached download
+    lora_dir = _train_lora()(model_dir, tmp_path / "lora", target=1.0, rank=4)
+
+    client = configure_mlflow(settings)
+    mlflow.set_experiment(f"adfame-test-{uuid.uuid4().hex[:8]}")
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(str(lora_dir), artifact_path="lora")
+    name = f"adfame-test-lora-{uuid.uuid4().hex[:8]}"
+    client.create_registered_model(name)
+    try:
+        assert resolve_alias(client, CHALLENGER_ALIAS, name=name) is None
+        version = client.create_model_version(
+            name, source=f"runs:/{run.info.run_id}/lora", run_id=run.info.run_id
+        )
+        client.set_registered_model_alias(name, CHALLENGER_ALIAS, version.version)
+
+        ref = resolve_alias(client, CHALLENGER_ALIAS, name=name)
+        assert ref is not None and ref.version == str(version.version)
+        assert resolve_alias(client, CHAMPION_ALIAS, name=name) is None
+
+        base = server.generate(None, PROMPTS, SEEDS, **SMALL)
+        transformer = server.pipe.transformer
+        challenger = server.generate(ref, PROMPTS, SEEDS, **SMALL)
+        assert server.active_version == f"{name}/{version.version}"
+        assert server.pipe.transformer is transformer
+        difference = np.mean(
+            [
+                np.abs(a.astype(np.int16) - b).mean()
+                for a, b in zip(base.videos, challenger.videos, strict=True)
+            ]
+        )
+        assert difference > 1.0
+    finally:
+        client.delete_registered_model(name)

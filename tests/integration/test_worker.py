@@ -1,0 +1,173 @@
+"""The generation service end to end on the real stack: CLI -> Kafka -> worker -> S3 + PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from inference.model import init_default_model
+from inference.video import read_mp4_info
+from sqlalchemy import text
+
+from adfame import db
+from adfame.contracts import GENERATIONS_TOPIC, PROMPTS_DLQ_TOPIC, PROMPTS_TOPIC, VIDEOS_BUCKET
+from adfame.messaging import create_consumer, create_producer, decode_json
+from adfame.schemas import PromptRequest
+from adfame.storage import ObjectStore
+from inference.jobs import submit, wait_for_job
+
+pytestmark = pytest.mark.integration
+ADFAME = str(Path(sys.executable).parent / "adfame")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def model_and_schema(settings) -> None:
+    db.upgrade(db.engine())
+    init_default_model(settings)
+
+
+def start_worker(tmp_path: Path, **env: str) -> subprocess.Popen:
+    log = open(tmp_path / f"worker-{uuid.uuid4().hex[:6]}.log", "w")  # noqa: SIM115 - lives as long as the worker
+    return subprocess.Popen(
+        [ADFAME, "worker"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **env},
+        start_new_session=True,
+    )
+
+
+@pytest.fixture()
+def worker(tmp_path) -> Iterator[subprocess.Popen]:
+    proc = start_worker(tmp_path)
+    yield proc
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+
+
+def events_for(request_ids: set[str], timeout_s: float = 30) -> list[dict]:
+    consumer = create_consumer(f"test-events-{uuid.uuid4().hex[:8]}", [GENERATIONS_TOPIC])
+    found: list[dict] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and {e["request_id"] for e in found} != request_ids:
+            for records in consumer.poll(timeout_ms=500, max_records=500).values():
+                found += [e for r in records if (e := decode_json(r.value))["request_id"] in request_ids]
+    finally:
+        consumer.close()
+    return found
+
+
+def test_generate_wait_yields_five_playable_videos(settings, worker, tmp_path) -> None:
+    result = subprocess.run(
+        [
+            ADFAME,
+            "generate",
+            "a woman running in sneakers on a beach",
+            "--tenant",
+            "nike",
+            "--wait",
+            "--timeout",
+            "300",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=360,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    request_id = result.stdout.split()[2]
+    job = wait_for_job(db.engine(), request_id, timeout_s=5)
+    assert job.status == "succeeded" and len(job.candidates) == 5
+    assert job.timings.keys() >= {"queue_wait_s", "denoise_s", "decode_s", "upload_s"}
+    assert len({c.variation_prompt for c in job.candidates}) == 5
+    store = ObjectStore(settings)
+    for c in job.candidates:
+        assert c.object_key == f"nike/{request_id}/{c.index}.mp4"
+        path = tmp_path / f"{c.index}.mp4"
+        store.get_file(VIDEOS_BUCKET, c.object_key, path)
+        frames, fps, _, _ = read_mp4_info(path)
+        assert (frames, fps) == (16, 8)
+        assert c.object_key.split("/")[-1] in result.stdout or "X-Amz-Signature" in result.stdout
+    event = events_for({request_id})
+    assert event and event[0]["status"] == "succeeded" and len(event[0]["candidates"]) == 5
+
+
+def test_malformed_messages_go_to_the_dead_letter_topic(worker) -> None:
+    producer = create_producer(value_serializer=None)
+    marker = uuid.uuid4().hex
+    bad = {
+        f"notjson-{marker}": b"this is not json",
+        f"invalid-{marker}": PromptRequest(tenant="nike", prompt="ok prompt")
+        .model_dump_json()
+        .replace('"num_frames":16', '"num_frames":0')
+        .encode(),
+    }
+    for key, value in bad.items():
+        producer.send(PROMPTS_TOPIC, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+    consumer = create_consumer(f"test-dlq-{marker[:8]}", [PROMPTS_DLQ_TOPIC])
+    letters: dict[str, dict] = {}
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and len(letters) < len(bad):
+            for records in consumer.poll(timeout_ms=500).values():
+                letters |= {r.key: decode_json(r.value) for r in records if r.key in bad}
+    finally:
+        consumer.close()
+    assert "not a JSON prompt message" in letters[f"notjson-{marker}"]["reason"]
+    assert "num_frames" in letters[f"invalid-{marker}"]["reason"]
+    assert letters[f"invalid-{marker}"]["payload"].startswith("{")
+
+
+def test_killed_worker_loses_nothing_and_duplicates_nothing(settings, tmp_path) -> None:
+    engine = db.engine()
+    store = ObjectStore(settings)
+    producer = create_producer()
+    requests = [
+        PromptRequest(tenant="adidas", prompt=f"a sprinter in a stadium, take {i}", num_frames=16)
+        for i in range(6)
+    ]
+    # A slow first worker (many denoising steps) so that it dies in the middle of a request.
+    slow = start_worker(tmp_path, ADFAME_INFERENCE_STEPS="40")
+    for request in requests:
+        submit(request, engine=engine, producer=producer)
+    producer.close()
+    ids = [str(r.request_id) for r in requests]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            running = conn.execute(
+                text(
+                    "select count(*) from generation_requests where request_id = any(cast(:ids as uuid[])) "
+                    "and status = 'running'"
+                ),
+                {"ids": ids},
+            ).scalar_one()
+        if running:
+            break
+        time.sleep(0.2)
+    assert running, "the slow worker never started a request"
+    os.killpg(slow.pid, signal.SIGKILL)
+    slow.wait(timeout=30)
+
+    fresh = start_worker(tmp_path)
+    try:
+        jobs = [wait_for_job(engine, rid, timeout_s=300) for rid in ids]
+    finally:
+        fresh.send_signal(signal.SIGTERM)
+        fresh.wait(timeout=60)
+    assert [j.status for j in jobs] == ["succeeded"] * len(ids)
+    for job in jobs:
+        assert [c.index for c in job.candidates] == [0, 1, 2, 3, 4]
+        keys = [o.key for o in store.list(VIDEOS_BUCKET, f"adidas/{job.request_id}/")]
+        assert sorted(keys) == sorted(c.object_key for c in job.candidates)
+    assert {e["request_id"] for e in events_for(set(ids), timeout_s=60)} == set(ids)
