@@ -12,8 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from inference.model import init_default_model
-from inference.video import read_mp4_info
 from sqlalchemy import text
 
 from adfame import db
@@ -22,6 +20,8 @@ from adfame.messaging import create_consumer, create_producer, decode_json
 from adfame.schemas import PromptRequest
 from adfame.storage import ObjectStore
 from inference.jobs import submit, wait_for_job
+from inference.model import init_default_model
+from inference.video import read_mp4_info
 
 pytestmark = pytest.mark.integration
 ADFAME = str(Path(sys.executable).parent / "adfame")
