@@ -19,8 +19,12 @@ setup: $(VENV)/.installed
 demo: setup
 	$(ADFAME) stack up
 	$(ADFAME) db upgrade
+	$(ADFAME) model init
 	$(ADFAME) dags trigger platform_healthcheck --wait
 	$(ADFAME) etl demo
+	$(ADFAME) stack up worker api
+	$(ADFAME) generate "a woman running in sneakers on a beach" --tenant nike --wait
+	$(ADFAME) api-key create --tenant nike
 	$(ADFAME) stack status
 
 # Lint, then unit and integration tests on the real stack; stops only what it started.
