@@ -22,14 +22,7 @@ def postgres(settings: Settings | None = None, database: str = "postgres") -> Pr
 
     settings = settings or get_settings()
     try:
-        conn = psycopg2.connect(
-            host=settings.postgres_host,
-            port=settings.postgres_port,
-            user=settings.postgres_user,
-            password=settings.postgres_password.get_secret_value(),
-            dbname=database,
-            connect_timeout=3,
-        )
+        conn = psycopg2.connect(**settings.postgres_params(database), connect_timeout=3)
     except psycopg2.OperationalError as exc:
         return Probe(False, str(exc).strip().splitlines()[0] if str(exc).strip() else "connection failed")
     try:
@@ -51,15 +44,15 @@ def object_store(settings: Settings | None = None) -> Probe:
     return Probe(True, f"{len(buckets)} buckets")
 
 
-def kafka(settings: Settings | None = None) -> Probe:
+def _kafka_admin(settings: Settings):  # -> KafkaAdminClient | Probe
+    """An admin client with short timeouts, or the Probe that says why there is none."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
-    settings = settings or get_settings()
     if not _listening(settings.kafka_host, settings.kafka_port):
         return Probe(False, f"nothing listens on {settings.kafka_bootstrap}")
     try:
-        admin = KafkaAdminClient(
+        return KafkaAdminClient(
             bootstrap_servers=settings.kafka_bootstrap,
             request_timeout_ms=3000,
             bootstrap_timeout_ms=3000,
@@ -67,6 +60,14 @@ def kafka(settings: Settings | None = None) -> Probe:
         )
     except KafkaError as exc:
         return Probe(False, f"{exc.__class__.__name__}: {exc}")
+
+
+def kafka(settings: Settings | None = None) -> Probe:
+    from kafka.errors import KafkaError
+
+    admin = _kafka_admin(settings or get_settings())
+    if isinstance(admin, Probe):
+        return admin
     try:
         topics = admin.list_topics()
     except KafkaError as exc:
@@ -123,25 +124,17 @@ def airflow_component(component: str, settings: Settings | None = None, since: f
 
 def consumer_group(group: str, settings: Settings | None = None) -> Probe:
     """Whether the Kafka consumer group has live members (a worker that joined and heartbeats)."""
-    from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
-    settings = settings or get_settings()
-    if not _listening(settings.kafka_host, settings.kafka_port):
-        return Probe(False, f"nothing listens on {settings.kafka_bootstrap}")
+    admin = _kafka_admin(settings or get_settings())
+    if isinstance(admin, Probe):
+        return admin
     try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=settings.kafka_bootstrap,
-            request_timeout_ms=3000,
-            bootstrap_timeout_ms=3000,
-            client_id="adfame-health",
-        )
-        try:
-            described = admin.describe_consumer_groups([group])[0]
-        finally:
-            admin.close()
+        described = admin.describe_consumer_groups([group])[0]
     except KafkaError as exc:
         return Probe(False, f"{exc.__class__.__name__}: {exc}")
+    finally:
+        admin.close()
     members = len(getattr(described, "members", []) or [])
     state = getattr(described, "state", "unknown")
     return Probe(members > 0, f"group {group}: {state}, {members} member(s)")

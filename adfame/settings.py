@@ -129,6 +129,16 @@ class Settings(BaseSettings):
             f"@{self.postgres_host}:{self.postgres_port}/{database or self.app_db}"
         )
 
+    def postgres_params(self, database: str | None = None) -> dict[str, object]:
+        """Keyword arguments for a plain psycopg2 connection (admin work outside SQLAlchemy)."""
+        return {
+            "host": self.postgres_host,
+            "port": self.postgres_port,
+            "user": self.postgres_user,
+            "password": self.postgres_password.get_secret_value(),
+            "dbname": database or self.app_db,
+        }
+
     @property
     def kafka_bootstrap(self) -> str:
         return f"{self.kafka_host}:{self.kafka_port}"

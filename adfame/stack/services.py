@@ -172,13 +172,7 @@ class Postgres(Service):
         import psycopg2
 
         s = self.settings
-        conn = psycopg2.connect(
-            host=s.postgres_host,
-            port=s.postgres_port,
-            user=s.postgres_user,
-            password=s.postgres_password.get_secret_value(),
-            dbname="postgres",
-        )
+        conn = psycopg2.connect(**s.postgres_params("postgres"))
         conn.autocommit = True
         try:
             with conn.cursor() as cur:
@@ -456,14 +450,7 @@ class AirflowComponent(Service):
         """The marker alone could outlive a wiped database; the schema's own version table cannot."""
         import psycopg2
 
-        s = self.settings
-        conn = psycopg2.connect(
-            host=s.postgres_host,
-            port=s.postgres_port,
-            user=s.postgres_user,
-            password=s.postgres_password.get_secret_value(),
-            dbname=s.airflow_db,
-        )
+        conn = psycopg2.connect(**self.settings.postgres_params(self.settings.airflow_db))
         try:
             with conn.cursor() as cur:
                 cur.execute("select to_regclass('public.alembic_version') is not null")
