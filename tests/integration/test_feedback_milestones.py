@@ -6,7 +6,6 @@ and points the trigger at ``feedback_trigger_probe``, a real DAG that records th
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,12 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
-from api_support import finished_jobs, free_port, fresh_database, served, wait_until
+from api_support import finished_jobs, fresh_database, served, wait_until
 from sqlalchemy import Engine, Row, text
 
 from adfame.airflow_client import AirflowClient
 from adfame.db import create_engine_for
 from adfame.settings import Settings
+from adfame.stack.manager import Stack
 from inference.api import ApiOptions, create_app
 from inference.auth import create_api_key
 from inference.feedback import MilestoneTrigger, record_selection, trigger_pending_milestones
@@ -51,6 +51,8 @@ def app_db(settings: Settings) -> Iterator[Engine]:
 def clean_probe(airflow: AirflowClient, app_db: Engine) -> None:
     """Forget earlier probe runs and records: run ids repeat per milestone, in every fresh database."""
     for run in airflow.list_dag_runs(PROBE_DAG):
+        if run["state"] in ("queued", "running"):  # a run cut short by an earlier test cannot be deleted
+            airflow.set_dag_run_state(PROBE_DAG, run["dag_run_id"], "failed")
         response = airflow.request("DELETE", f"/api/v2/dags/{PROBE_DAG}/dagRuns/{run['dag_run_id']}")
         assert response.status_code in (204, 404), response.text
     with app_db.begin() as conn:
@@ -152,14 +154,11 @@ def test_a_milestone_reached_while_airflow_is_down_is_triggered_once_it_is_back(
         result = record_selection(engine, jobs[199], 0, tenant)
         assert (result.selection_count, result.milestone) == (200, 1)
 
-        # A real client for an Airflow that does not answer: nothing listens on that port.
-        down = settings.model_copy(update={"airflow_port": free_port()})
-        airflow_is_back = threading.Event()
+        # Airflow really stops: its API server is shut down, then started again.
+        stack = Stack(settings)
+        stack.down(["airflow-api-server"])
         trigger = MilestoneTrigger(
-            engine,
-            lambda: AirflowClient(settings if airflow_is_back.is_set() else down, timeout_s=5),
-            dag_id=PROBE_DAG,
-            interval_s=0.3,
+            engine, lambda: AirflowClient(settings, timeout_s=5), dag_id=PROBE_DAG, interval_s=0.3
         )
         trigger.start()
         try:
@@ -169,9 +168,8 @@ def test_a_milestone_reached_while_airflow_is_down_is_triggered_once_it_is_back(
                 what="two failed trigger attempts",
             )
             assert failing.triggered_at is None and "not reachable" in failing.last_error
-            assert _runs(airflow) == []
+            stack.up(["airflow-api-server"])
 
-            airflow_is_back.set()
             done = wait_until(
                 lambda: _first_milestone_if(engine, lambda m: m.triggered_at is not None),
                 timeout_s=30,
@@ -179,6 +177,7 @@ def test_a_milestone_reached_while_airflow_is_down_is_triggered_once_it_is_back(
             )
         finally:
             trigger.stop()
+            stack.up(["airflow-api-server"])
 
         assert done.dag_run_id == "retrain_milestone_00001" and done.last_error is None
         assert done.attempts >= 3
