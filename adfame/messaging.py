@@ -14,6 +14,7 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from kafka.serializer import Deserializer, Serializer
 
 from adfame.contracts import TOPICS, TopicSpec
 from adfame.settings import Settings, get_settings
@@ -37,8 +38,20 @@ def decode_json(raw: bytes | None) -> Any:
     return json.loads(raw.decode("utf-8"))
 
 
-def _encode_key(key: str | None) -> bytes | None:
-    return key.encode() if key is not None else None
+class _StringKey(Serializer):
+    def serialize(self, topic: str, headers: list, data: str | None) -> bytes | None:
+        return data.encode() if data is not None else None
+
+
+class _JsonValue(Serializer):
+    def serialize(self, topic: str, headers: list, data: Any) -> bytes | None:
+        # Raw bytes pass through, so tests and tools can publish a malformed message on purpose.
+        return data if data is None or isinstance(data, bytes) else encode_json(data)
+
+
+class _StringKeyReader(Deserializer):
+    def deserialize(self, topic: str, headers: list, data: bytes | None) -> str | None:
+        return data.decode() if data is not None else None
 
 
 def _unreachable(settings: Settings, exc: Exception) -> MessagingError:
@@ -57,8 +70,8 @@ def create_producer(settings: Settings | None = None, **overrides: Any) -> Kafka
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 5,
-        "key_serializer": _encode_key,
-        "value_serializer": encode_json,
+        "key_serializer": _StringKey(),
+        "value_serializer": _JsonValue(),
     }
     config.update(overrides)
     try:
@@ -80,7 +93,7 @@ def create_consumer(
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "max_poll_records": 1,
-        "key_deserializer": lambda k: k.decode() if k is not None else None,
+        "key_deserializer": _StringKeyReader(),
     }
     config.update(overrides)
     try:

@@ -21,6 +21,7 @@ import logging
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -168,16 +169,24 @@ class Worker:
                 num_inference_steps=self.settings.inference_steps,
             )
             timings.update(result.timings)
-            tick = time.perf_counter()
-            encoded = [encode_mp4(video, request.fps) for video in result.videos]
-            timings["encode_s"] = time.perf_counter() - tick
-            tick = time.perf_counter()
-            keys = []
-            for index, data in enumerate(encoded):
-                key = video_object_key(request.tenant, str(request.request_id), index)
-                self.store.put_bytes(VIDEOS_BUCKET, key, data, content_type="video/mp4")
-                keys.append(key)
-            timings["upload_s"] = time.perf_counter() - tick
+            # ffmpeg runs and uploads wait on other processes: overlap them across candidates.
+            with ThreadPoolExecutor(max_workers=len(result.videos)) as pool:
+                tick = time.perf_counter()
+                encoded = list(pool.map(lambda video: encode_mp4(video, request.fps), result.videos))
+                timings["encode_s"] = time.perf_counter() - tick
+                tick = time.perf_counter()
+                keys = [
+                    video_object_key(request.tenant, str(request.request_id), i) for i in range(len(encoded))
+                ]
+                list(
+                    pool.map(
+                        lambda kd: self.store.put_bytes(
+                            VIDEOS_BUCKET, kd[0], kd[1], content_type="video/mp4"
+                        ),
+                        zip(keys, encoded, strict=True),
+                    )
+                )
+                timings["upload_s"] = time.perf_counter() - tick
         except Exception as exc:  # a failed request is recorded and reported, never retried forever
             log.exception("request %s failed", request.request_id)
             self.finish(request, route, timings, status="failed", error=f"{exc.__class__.__name__}: {exc}")

@@ -65,6 +65,24 @@ def events_for(request_ids: set[str], timeout_s: float = 30) -> list[dict]:
     return found
 
 
+def wait_for_status(engine, ids: list[str], status: str, timeout_s: float) -> bool:
+    """True once any of the requests has ``status``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            found = conn.execute(
+                text(
+                    "select count(*) from generation_requests "
+                    "where request_id = any(cast(:ids as uuid[])) and status = :status"
+                ),
+                {"ids": ids, "status": status},
+            ).scalar_one()
+        if found:
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def test_generate_wait_yields_five_playable_videos(settings, worker, tmp_path) -> None:
     result = subprocess.run(
         [
@@ -100,7 +118,7 @@ def test_generate_wait_yields_five_playable_videos(settings, worker, tmp_path) -
 
 
 def test_malformed_messages_go_to_the_dead_letter_topic(worker) -> None:
-    producer = create_producer(value_serializer=None)
+    producer = create_producer()
     marker = uuid.uuid4().hex
     bad = {
         f"notjson-{marker}": b"this is not json",
@@ -138,26 +156,17 @@ def test_killed_worker_loses_nothing_and_duplicates_nothing(settings, tmp_path) 
     ]
     # A slow first worker (many denoising steps) so that it dies in the middle of a request.
     slow = start_worker(tmp_path, ADFAME_INFERENCE_STEPS="40")
-    for request in requests:
-        submit(request, engine=engine, producer=producer)
-    producer.close()
     ids = [str(r.request_id) for r in requests]
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        with engine.connect() as conn:
-            running = conn.execute(
-                text(
-                    "select count(*) from generation_requests where request_id = any(cast(:ids as uuid[])) "
-                    "and status = 'running'"
-                ),
-                {"ids": ids},
-            ).scalar_one()
-        if running:
-            break
-        time.sleep(0.2)
-    assert running, "the slow worker never started a request"
-    os.killpg(slow.pid, signal.SIGKILL)
-    slow.wait(timeout=30)
+    try:
+        for request in requests:
+            submit(request, engine=engine, producer=producer)
+        producer.close()
+        assert wait_for_status(engine, ids, "running", timeout_s=120), (
+            "the slow worker never started a request"
+        )
+    finally:  # killed mid-request, or at least never left behind
+        os.killpg(slow.pid, signal.SIGKILL)
+        slow.wait(timeout=30)
 
     fresh = start_worker(tmp_path)
     try:
