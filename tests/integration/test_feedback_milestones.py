@@ -17,7 +17,7 @@ from api_support import finished_jobs, fresh_database, served, wait_until
 from sqlalchemy import Engine, Row, text
 
 from adfame.airflow_client import AirflowClient
-from adfame.db import create_engine_for
+from adfame.db import create_engine_for, upgrade
 from adfame.settings import Settings
 from adfame.stack.manager import Stack
 from inference.api import ApiOptions, create_app
@@ -41,8 +41,9 @@ def airflow(settings: Settings) -> Iterator[AirflowClient]:
 
 @pytest.fixture(scope="module")
 def app_db(settings: Settings) -> Iterator[Engine]:
-    """The stack's app database, where the probe DAG records what it received."""
+    """The stack's app database, where the probe DAG records what it received (schema applied)."""
     engine = create_engine_for(settings)
+    upgrade(engine)
     yield engine
     engine.dispose()
 

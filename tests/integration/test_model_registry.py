@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import uuid
 from pathlib import Path
-
-os.environ["HF_HUB_OFFLINE"] = "1"
 
 import mlflow
 import numpy as np

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-os.environ["HF_HUB_OFFLINE"] = "1"
-
 from diffusers import WanPipeline
 
 from inference.model import enable_cache, generate, load_pipeline, valid_num_frames

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-os.environ["HF_HUB_OFFLINE"] = "1"
-
 from lora_fixtures import train_lora
 
 from inference.model import ModelServer, ModelVersionRef, generate, resolve_alias
