@@ -130,11 +130,11 @@ def consumer_group(group: str, settings: Settings | None = None) -> Probe:
     if isinstance(admin, Probe):
         return admin
     try:
-        described = admin.describe_consumer_groups([group])[0]
+        described = admin.describe_groups([group]).get(group) or {}
     except KafkaError as exc:
         return Probe(False, f"{exc.__class__.__name__}: {exc}")
     finally:
         admin.close()
-    members = len(getattr(described, "members", []) or [])
-    state = getattr(described, "state", "unknown")
+    members = len(described.get("members") or [])
+    state = described.get("group_state", "unknown")
     return Probe(members > 0, f"group {group}: {state}, {members} member(s)")

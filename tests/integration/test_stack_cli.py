@@ -83,3 +83,22 @@ def test_up_restarts_only_the_killed_service(settings) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"started: {victim}\n" in result.stdout
     assert run(ADFAME, "stack", "status").returncode == 0
+
+
+def test_worker_and_api_start_only_when_named(settings) -> None:
+    from inference.model import init_default_model
+
+    init_default_model(settings)  # the worker serves the published base model
+    try:
+        result = run(ADFAME, "stack", "up", "worker", "api")
+        assert result.returncode == 0, result.stderr[-2000:]
+        status = run(ADFAME, "stack", "status")
+        rows = {line.split()[0]: line for line in status.stdout.splitlines()[1:]}
+        assert status.returncode == 0, status.stdout
+        assert " healthy " in rows["worker"] and "1 member(s)" in rows["worker"]
+        assert " healthy " in rows["api"]
+    finally:
+        down = run(ADFAME, "stack", "down", "worker", "api")
+    assert down.returncode == 0 and "worker" in down.stdout
+    rows = {line.split()[0]: line for line in run(ADFAME, "stack", "status").stdout.splitlines()[1:]}
+    assert " off " in rows["worker"] and " off " in rows["api"]
