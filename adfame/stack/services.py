@@ -113,14 +113,14 @@ class Postgres(Service):
     def url(self) -> str:
         return f"postgresql://{self.settings.host}:{self.settings.postgres_port}/{self.settings.app_db}"
 
-    def install(self, install_missing: bool) -> None:  # noqa: B027 - optional hook, a no-op by default
+    def install(self, install_missing: bool) -> None:
         self.bindir = install.ensure_postgres(install_missing)
 
     def _chown(self, path: Path) -> None:
         if self.run_as:
             shutil.chown(path, self.run_as, self.run_as)
 
-    def prepare(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+    def prepare(self) -> None:
         socket_dir = self.dir / "run"
         for folder in (self.dir, socket_dir):
             folder.mkdir(parents=True, exist_ok=True)
@@ -171,7 +171,7 @@ class Postgres(Service):
     def probe(self) -> Probe:
         return health.postgres(self.settings)
 
-    def converge(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+    def converge(self) -> None:
         import psycopg2
 
         s = self.settings
@@ -199,10 +199,10 @@ class ObjectStoreServer(Service):
     def url(self) -> str:
         return self.settings.s3_url
 
-    def install(self, install_missing: bool) -> None:  # noqa: B027 - optional hook, a no-op by default
+    def install(self, install_missing: bool) -> None:
         self.binary = install.ensure_seaweedfs(self.settings, install_missing)
 
-    def prepare(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+    def prepare(self) -> None:
         (self.dir / "data").mkdir(parents=True, exist_ok=True)
         identities = {
             "identities": [
@@ -245,7 +245,7 @@ class ObjectStoreServer(Service):
     def probe(self) -> Probe:
         return health.object_store(self.settings)
 
-    def converge(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+    def converge(self) -> None:
         from adfame.storage import ObjectStore
 
         store = ObjectStore(self.settings)
@@ -264,7 +264,7 @@ class Kafka(Service):
     def url(self) -> str:
         return f"kafka://{self.settings.kafka_bootstrap}"
 
-    def install(self, install_missing: bool) -> None:  # noqa: B027 - optional hook, a no-op by default
+    def install(self, install_missing: bool) -> None:
         self.java = install.ensure_java(install_missing)
         self.libs = install.ensure_kafka_jars(self.settings, install_missing)
 
@@ -314,7 +314,7 @@ class Kafka(Service):
         ]
     )
 
-    def prepare(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+    def prepare(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "server.properties").write_text(self._server_properties())
         (self.dir / "log4j2.properties").write_text(self._LOG4J)
@@ -379,7 +379,7 @@ class Kafka(Service):
     def probe(self) -> Probe:
         return health.kafka(self.settings)
 
-    def converge(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+    def converge(self) -> None:
         from adfame.messaging import ensure_topics
 
         ensure_topics(settings=self.settings)
@@ -432,7 +432,7 @@ class AirflowComponent(Service):
     def environment(self) -> dict[str, str]:
         return {**super().environment(), **airflow_environment(self.settings)}
 
-    def prepare(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+    def prepare(self) -> None:
         """Write the login file and migrate the metadata DB once per Airflow version."""
         self.home.mkdir(parents=True, exist_ok=True)
         passwords = self.home / "passwords.json"
