@@ -6,18 +6,19 @@ import argparse
 import logging
 import sys
 
-SERVICES_HELP = ", ".join(
-    (
-        "postgres",
-        "s3",
-        "kafka",
-        "mlflow",
-        "airflow-api-server",
-        "airflow-scheduler",
-        "airflow-dag-processor",
-        "airflow-triggerer",
-    )
+# The stack's non-optional services in start order, spelled out rather than read from adfame.stack.services
+# so that `adfame --help` imports nothing heavy.
+PLATFORM_SERVICES = (
+    "postgres",
+    "s3",
+    "kafka",
+    "mlflow",
+    "airflow-api-server",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
 )
+SERVICES_HELP = ", ".join(PLATFORM_SERVICES)
 
 
 def _stack():

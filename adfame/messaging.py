@@ -69,7 +69,7 @@ def create_producer(settings: Settings | None = None, **overrides: Any) -> Kafka
         "client_id": "adfame-producer",
         "acks": "all",
         "enable_idempotence": True,
-        "linger_ms": 5,
+        "linger_ms": 0,  # our sends are single, latency-bound messages whose ack the caller awaits
         "key_serializer": _StringKey(),
         "value_serializer": _JsonValue(),
     }

@@ -21,11 +21,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +31,7 @@ from typing import Any, TypeVar
 import duckdb
 import pyarrow.compute as pc
 
+from bench.report import figure, progress, say
 from etl.config import FilterConfig, MediaConfig
 from etl.extract import ClipRef, ExtractionStats, extract_clips
 from etl.media import VideoInfo, ffmpeg_exe, probe_video, resize_video
@@ -55,8 +54,6 @@ from spark_jobs.session import get_spark
 from spark_jobs.text import DEFAULT_TAG_VOCABULARY, SOURCE_ID_LENGTH, normalize_keywords
 
 FETCH_GOAL = 1.2  # bytes fetched per byte of selected member (issue 3)
-HEARTBEAT_S = 15.0
-LABEL_WIDTH = 48
 # The generator has no clip-size option: its clips are 32 to 64 pixels high, so 16 is half the smallest
 # and every clip is really scaled down.
 DEFAULT_HEIGHT = 16
@@ -69,43 +66,8 @@ T = TypeVar("T")
 
 
 # ---- printing ------------------------------------------------------------------------------------
-def say(text: str = "") -> None:
-    print(text, flush=True)
-
-
-def figure(label: str, value: str) -> None:
-    say(f"  {label:<{LABEL_WIDTH}} {value}")
-
-
 def mb(n: int) -> str:
     return f"{n / 1e6:,.3f} MB ({n:,} bytes)"
-
-
-@contextmanager
-def progress(label: str, detail: Callable[[], str] | None = None) -> Iterator[None]:
-    """Print a line every ``HEARTBEAT_S`` while a long step runs, so a slow run is visibly alive."""
-    started = time.monotonic()
-    done = threading.Event()
-
-    def beat() -> None:
-        while not done.wait(HEARTBEAT_S):
-            extra = ""
-            if detail is not None:
-                try:
-                    extra = detail()
-                except Exception:  # progress is best effort; it must never break the measurement
-                    extra = ""
-            say(f"    ... {label}: {time.monotonic() - started:.0f} s{f' ({extra})' if extra else ''}")
-
-    thread = threading.Thread(target=beat, daemon=True)
-    say(f"  > {label}")
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join()
-        say(f"  < {label}: {time.monotonic() - started:.1f} s")
 
 
 # ---- 1. curation ---------------------------------------------------------------------------------

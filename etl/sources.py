@@ -107,6 +107,19 @@ class _CountingSource:
             f"{self.uri}: range {offset}+{length} of {path} returned {got} bytes (past the end of the file?)"
         )
 
+    def _received(self, path: str, offset: int, length: int, data: bytes) -> bytes:
+        """``data``, counted in ``bytes_fetched``; a short read is refused, yet its bytes still count."""
+        self._fetched.add(len(data))
+        if len(data) != length:
+            raise self._short_read(path, offset, length, len(data))
+        return data
+
+    def _destination(self, path: str, dest_dir: Path) -> Path:
+        """Where ``download`` puts a file: its repository path under ``dest_dir``, folders created."""
+        dest = Path(dest_dir) / _clean_path(self.uri, path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        return dest
+
 
 class LocalSource(_CountingSource):
     """A mirror folder holding the repository's files in their repository layout."""
@@ -150,14 +163,10 @@ class LocalSource(_CountingSource):
                 data = handle.read(length)
         except OSError as exc:
             raise SourceError(f"{self.uri}: cannot read {path}: {exc.strerror}") from exc
-        self._fetched.add(len(data))
-        if len(data) != length:
-            raise self._short_read(path, offset, length, len(data))
-        return data
+        return self._received(path, offset, length, data)
 
     def download(self, path: str, dest_dir: Path) -> Path:
-        dest = Path(dest_dir) / _clean_path(self.uri, path)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest = self._destination(path, dest_dir)
         try:
             shutil.copyfile(self._file(path), dest)
         except OSError as exc:
@@ -223,16 +232,12 @@ class S3Source(_CountingSource):
             data = self.store.get_bytes(self.bucket, self._key(path), offset=offset, length=length)
         except ObjectStoreError as exc:
             raise SourceError(f"{self.uri}: cannot read {path} [{offset}+{length}]: {exc}") from exc
-        self._fetched.add(len(data))
-        if len(data) != length:
-            raise self._short_read(path, offset, length, len(data))
-        return data
+        return self._received(path, offset, length, data)
 
     def download(self, path: str, dest_dir: Path) -> Path:
         from adfame.storage import ObjectStoreError
 
-        dest = Path(dest_dir) / _clean_path(self.uri, path)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest = self._destination(path, dest_dir)
         try:
             self.store.get_file(self.bucket, self._key(path), dest)
         except ObjectStoreError as exc:

@@ -28,6 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from pydantic import ValidationError
@@ -358,7 +359,8 @@ def create_app(
             if owns_engine:
                 engine.dispose()
 
-    app = FastAPI(
+    # /docs and /redoc serve Swagger UI and ReDoc from the package, not a CDN: they work offline.
+    app = FastAPIOffline(
         title="AdFame API",
         version=__version__,
         summary="Prompt in, candidate videos out; the marketer's pick trains the next model.",

@@ -80,7 +80,9 @@ class JobView(JobAccepted):
     duration: float = Field(description="seconds: frames / fps")
     model_version: str | None
     route: str | None
-    timings: dict[str, Any] = Field(description="seconds per phase (queue wait, denoise, decode, upload)")
+    timings: dict[str, Any] = Field(
+        description="seconds per phase (queue wait, Kafka lag, denoise, decode, encode, upload, ...)"
+    )
     error: str | None
     candidates: list[CandidateView]
     selected_candidate: int | None

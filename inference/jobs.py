@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from kafka import KafkaProducer
@@ -49,20 +50,55 @@ class Job:
         return self.status in TERMINAL
 
 
+_INSERT_REQUEST = """
+insert into generation_requests (request_id, tenant, prompt, num_candidates, num_frames, fps, height, width,
+    seed, status, submitted_at, started_at)
+values (:request_id, :tenant, :prompt, :num_candidates, :num_frames, :fps, :height, :width, :seed,
+    :status, :submitted_at, :started_at)
+"""
+
+
+def _request_row(request: PromptRequest, status: str, started_at: datetime | None = None) -> dict[str, Any]:
+    return {**request.model_dump(exclude={"schema_version"}), "status": status, "started_at": started_at}
+
+
 def record_request(engine: Engine, request: PromptRequest, status: str = "queued") -> bool:
     """Insert the request's row unless it exists; True when this call created it."""
     with engine.begin() as conn:
         result = conn.execute(
-            text("""
-            insert into generation_requests (request_id, tenant, prompt, num_candidates, num_frames, fps,
-                height, width, seed, status, submitted_at)
-            values (:request_id, :tenant, :prompt, :num_candidates, :num_frames, :fps, :height, :width, :seed,
-                :status, :submitted_at)
-            on conflict (request_id) do nothing
-            """),
-            {**request.model_dump(exclude={"schema_version"}), "status": status},
+            text(_INSERT_REQUEST + "on conflict (request_id) do nothing"), _request_row(request, status)
         )
     return result.rowcount == 1
+
+
+def claim_request(engine: Engine, request: PromptRequest) -> str:
+    """Mark the request running for a worker, in one round trip when all is well.
+
+    Returns ``"claimed"``; ``"done"`` when it already succeeded (a redelivery); ``"other-tenant"``
+    when its id belongs to another tenant's request. The row is created here when the producer
+    never recorded it (a message put on the topic by other means).
+    """
+    with engine.begin() as conn:
+        claimed = conn.execute(
+            text(
+                _INSERT_REQUEST
+                + """
+                on conflict (request_id) do update
+                set status = 'running', started_at = excluded.started_at, error = null
+                where generation_requests.tenant = excluded.tenant
+                    and generation_requests.status <> 'succeeded'
+                returning request_id
+                """
+            ),
+            _request_row(request, "running", started_at=datetime.now(UTC)),
+        ).first()
+        if claimed is not None:
+            return "claimed"
+        tenant = conn.execute(
+            text("select tenant from generation_requests where request_id = :id"),
+            {"id": str(request.request_id)},
+        ).scalar_one()
+    return "other-tenant" if tenant != request.tenant else "done"
 
 
 def submit(

@@ -1,7 +1,10 @@
-"""Generated frames to browser-playable mp4 (H.264, yuv420p) and back, with the ffmpeg of imageio-ffmpeg.
+"""Generated frames to browser-playable mp4 (H.264, yuv420p) and back.
 
-ffmpeg muxes mp4 into a seekable file (the index is moved to the front so browsers can
-start playing before the download ends), so both directions go through a temporary file.
+Encoding runs in-process through PyAV (FFmpeg's libraries), so a candidate costs milliseconds
+rather than an ffmpeg process start; the mp4 index is moved to the front (``faststart``) so
+browsers can start playing before the download ends, which needs a seekable file, hence the
+temporary file. Reading back goes through imageio-ffmpeg's ffmpeg, a decoder independent of
+the encoder, so a test of the round trip checks what a player would see.
 """
 
 from __future__ import annotations
@@ -10,11 +13,15 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
+import av
 import imageio_ffmpeg
 import numpy as np
 
 # Visually near-lossless for H.264; the candidates are what marketers judge.
 _CRF = "18"
+# At a fixed CRF the preset trades file size for encoding time, not quality: "veryfast" is
+# about 2x faster than x264's "medium" for a few percent more bytes.
+_PRESET = "veryfast"
 
 
 class Mp4Info(NamedTuple):
@@ -33,7 +40,11 @@ def _pad_to_even(frames: np.ndarray) -> np.ndarray:
 
 
 def encode_mp4(frames: np.ndarray, fps: int) -> bytes:
-    """Encode ``frames`` (F x H x W x 3, uint8 RGB) as an H.264 yuv420p mp4 at ``fps``."""
+    """Encode ``frames`` (F x H x W x 3, uint8 RGB) as an H.264 yuv420p mp4 at ``fps``.
+
+    One encoder thread per video: callers encode the candidates of a request side by side,
+    which uses the cores better than x264's threads on clips this short.
+    """
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"expected F x H x W x 3 uint8 frames, got {frames.dtype} {frames.shape}")
     if len(frames) == 0:
@@ -44,21 +55,14 @@ def encode_mp4(frames: np.ndarray, fps: int) -> bytes:
     height, width = frames.shape[1:3]
     with tempfile.TemporaryDirectory(prefix="adfame-mp4-") as tmp:
         path = Path(tmp) / "video.mp4"
-        writer = imageio_ffmpeg.write_frames(
-            str(path),
-            (width, height),
-            fps=fps,
-            codec="libx264",
-            pix_fmt_out="yuv420p",
-            quality=None,
-            macro_block_size=2,
-            ffmpeg_log_level="error",
-            output_params=["-crf", _CRF, "-movflags", "+faststart"],
-        )
-        writer.send(None)  # start ffmpeg
-        for frame in frames:
-            writer.send(frame)
-        writer.close()
+        with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as container:
+            stream = container.add_stream(
+                "libx264", rate=fps, options={"crf": _CRF, "preset": _PRESET, "threads": "1"}
+            )
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            for frame in frames:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode())  # flush the encoder's delayed frames
         return path.read_bytes()
 
 

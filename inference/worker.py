@@ -18,6 +18,7 @@ SIGTERM lets the current request finish and commit before the worker leaves the 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -41,7 +42,7 @@ from adfame.contracts import (
 from adfame.schemas import DeadLetter, GenerationEvent, PromptRequest
 from adfame.settings import Settings
 from adfame.storage import ObjectStore
-from inference.jobs import record_request
+from inference.jobs import claim_request
 from inference.routing import route_for
 from inference.variations import candidate_seeds, expand
 
@@ -69,6 +70,8 @@ class Worker:
         self.consumer = consumer
         self.registry = registry  # an MlflowClient, or None to serve the base model only
         self.stop = threading.Event()
+        # An encoder on every core, plus one thread whose upload waits on the network.
+        self.store_pool = ThreadPoolExecutor((os.cpu_count() or 1) + 1, thread_name_prefix="store")
         self._aliases: dict[str, Any] = {}
         self._aliases_at = 0.0
         self.processed = 0
@@ -101,9 +104,11 @@ class Worker:
                     break
         finally:
             self.consumer.close()
+            self.store_pool.shutdown()
         return self.processed
 
     def handle(self, record: Any) -> None:
+        received = datetime.now(UTC)
         try:
             request = PromptRequest.model_validate_json(record.value)
         except (ValidationError, ValueError) as exc:
@@ -112,7 +117,7 @@ class Worker:
         if record.key is not None and record.key != str(request.request_id):
             self.dead_letter(record, f"message key {record.key!r} is not the request id {request.request_id}")
             return
-        claim = self.claim(request)
+        claim = claim_request(self.engine, request)
         if claim == "other-tenant":
             self.dead_letter(record, f"request id {request.request_id} already belongs to another tenant")
         elif claim == "done":
@@ -121,43 +126,30 @@ class Worker:
             )
             self.publish(self.completed_event(request))
         else:
-            self.generate(request)
+            self.generate(request, received, _kafka_lag_s(record, received))
 
     # ---- steps --------------------------------------------------------------------------------
-    def claim(self, request: PromptRequest) -> str:
-        """Mark the request running; 'done' if it already succeeded, 'other-tenant' on an id clash."""
-        record_request(self.engine, request)
-        with self.engine.begin() as conn:
-            row = conn.execute(
-                text("select tenant, status from generation_requests where request_id = :id for update"),
-                {"id": str(request.request_id)},
-            ).one()
-            if row.tenant != request.tenant:
-                return "other-tenant"
-            if row.status == "succeeded":
-                return "done"
-            conn.execute(
-                text(
-                    "update generation_requests set status = 'running', started_at = now(), "
-                    "error = null where request_id = :id"
-                ),
-                {"id": str(request.request_id)},
-            )
-        return "claimed"
+    def generate(self, request: PromptRequest, received: datetime, kafka_lag_s: float | None) -> None:
+        """Generate, store and record one claimed request.
 
-    def generate(self, request: PromptRequest) -> None:
+        Timings (seconds): ``queue_wait_s`` submit -> received by this worker, ``kafka_lag_s`` the
+        message's Kafka timestamp -> received; ``denoise_s`` and ``decode_s`` the pipeline;
+        ``encode_s`` and ``upload_s`` summed over the candidates, ``store_s`` the wall time of
+        encoding and uploading them side by side; ``total_s`` received -> ready to commit.
+        """
         from inference.model import generate
-        from inference.video import encode_mp4
 
-        started = datetime.now(UTC)
         timings: dict[str, float] = {
-            "queue_wait_s": max(0.0, (started - request.submitted_at).total_seconds())
+            "queue_wait_s": max(0.0, (received - request.submitted_at).total_seconds())
         }
+        if kafka_lag_s is not None:
+            timings["kafka_lag_s"] = kafka_lag_s
         route = self.select_model(request)
         prompts = expand(
             request.prompt, request.num_candidates, request.request_id, self.settings.variation_strategy
         )
         seeds = list(candidate_seeds(request.request_id, request.num_candidates, request.seed))
+        keys = [video_object_key(request.tenant, str(request.request_id), i) for i in range(len(prompts))]
         try:
             result = generate(
                 self.server.pipe,
@@ -169,24 +161,15 @@ class Worker:
                 num_inference_steps=self.settings.inference_steps,
             )
             timings.update(result.timings)
-            # ffmpeg runs and uploads wait on other processes: overlap them across candidates.
-            with ThreadPoolExecutor(max_workers=len(result.videos)) as pool:
-                tick = time.perf_counter()
-                encoded = list(pool.map(lambda video: encode_mp4(video, request.fps), result.videos))
-                timings["encode_s"] = time.perf_counter() - tick
-                tick = time.perf_counter()
-                keys = [
-                    video_object_key(request.tenant, str(request.request_id), i) for i in range(len(encoded))
-                ]
-                list(
-                    pool.map(
-                        lambda kd: self.store.put_bytes(
-                            VIDEOS_BUCKET, kd[0], kd[1], content_type="video/mp4"
-                        ),
-                        zip(keys, encoded, strict=True),
-                    )
-                )
-                timings["upload_s"] = time.perf_counter() - tick
+            tick = time.perf_counter()
+            # Encoding is mostly FFmpeg's native work and uploads wait on the network: each
+            # candidate is uploaded as soon as it is encoded, side by side with the others.
+            spent = list(
+                self.store_pool.map(self.store_video, keys, result.videos, [request.fps] * len(keys))
+            )
+            timings["store_s"] = time.perf_counter() - tick
+            timings["encode_s"] = sum(encode for encode, _ in spent)
+            timings["upload_s"] = sum(upload for _, upload in spent)
         except Exception as exc:  # a failed request is recorded and reported, never retried forever
             log.exception("request %s failed", request.request_id)
             self.finish(request, route, timings, status="failed", error=f"{exc.__class__.__name__}: {exc}")
@@ -201,7 +184,7 @@ class Worker:
                 )
             )
             return
-        timings["total_s"] = (datetime.now(UTC) - started).total_seconds()
+        timings["total_s"] = (datetime.now(UTC) - received).total_seconds()
         self.finish(
             request,
             route,
@@ -227,6 +210,16 @@ class Worker:
             route,
             timings["total_s"],
         )
+
+    def store_video(self, key: str, frames: Any, fps: int) -> tuple[float, float]:
+        """Encode one candidate and upload it; returns (encode, upload) seconds."""
+        from inference.video import encode_mp4
+
+        start = time.perf_counter()
+        data = encode_mp4(frames, fps)
+        encoded = time.perf_counter()
+        self.store.put_bytes(VIDEOS_BUCKET, key, data, content_type="video/mp4")
+        return encoded - start, time.perf_counter() - encoded
 
     def finish(
         self,
@@ -348,6 +341,13 @@ class Worker:
         version = versions.get(route)
         self.server.activate(version)
         return route if version is not None else "base"
+
+
+def _kafka_lag_s(record: Any, received: datetime) -> float | None:
+    """Seconds from the message's Kafka timestamp (producer create time or broker append time)."""
+    if record.timestamp is None or record.timestamp < 0:
+        return None
+    return max(0.0, received.timestamp() - record.timestamp / 1000)
 
 
 def _reason(exc: Exception) -> str:

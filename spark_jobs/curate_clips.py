@@ -9,11 +9,10 @@ driver's ``PYTHONPATH`` or shipped by ``--py-files``); ``--master`` picks the cl
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyspark import StorageLevel
@@ -30,6 +29,7 @@ from spark_jobs.csv_input import (
     parse_number,
     read_csv_as_strings,
 )
+from spark_jobs.outputs import RowReport, add_output_options, write_outputs
 from spark_jobs.session import get_spark
 from spark_jobs.text import (
     DEFAULT_TAG_VOCABULARY,
@@ -69,26 +69,17 @@ DUPLICATE_OTHER_CAPTION = "same_video_other_caption"
 _BAD, _DUPLICATE, _FILTERED = "bad", "duplicate", "filtered"
 
 
-@dataclass
-class CurationReport:
-    """Where the input rows went; JSON-serialisable through :meth:`to_dict`."""
+@dataclass(kw_only=True)
+class CurationReport(RowReport):
+    """Where the input rows went: bad, duplicate, filtered out, unmapped or selected."""
 
-    rows_read: int = 0
-    bad_rows: dict[str, int] = field(default_factory=dict)
     duplicates_dropped: dict[str, int] = field(default_factory=dict)
     filtered_out: dict[str, int] = field(default_factory=dict)
     unmapped: int = 0
-    selected: int = 0
-    missing_columns: list[str] = field(default_factory=list)
-
-    @property
-    def bad_rows_total(self) -> int:
-        return sum(self.bad_rows.values())
 
     def to_dict(self) -> dict[str, object]:
         return {
-            **asdict(self),
-            "bad_rows_total": self.bad_rows_total,
+            **super().to_dict(),
             "duplicates_total": sum(self.duplicates_dropped.values()),
             "filtered_total": sum(self.filtered_out.values()),
         }
@@ -227,8 +218,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="spark_jobs.curate_clips", description=__doc__.splitlines()[0])
     parser.add_argument("--openvid-csv", required=True, help="OpenVid-1M metadata CSV (local path or URI)")
     parser.add_argument("--mappings", required=True, help="folder holding video_mappings/OpenVid_part*.csv")
-    parser.add_argument("--out", required=True, help="parquet output (overwritten)")
-    parser.add_argument("--report", required=True, help="JSON report path (local)")
+    add_output_options(parser)
     parser.add_argument("--master", default=None, help="Spark master (default: SPARK_MASTER or local[2])")
     parser.add_argument(
         "--config", default=None, help="JSON file with FilterConfig fields (default: defaults)"
@@ -243,10 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = FilterConfig.model_validate_json(Path(args.config).read_text()) if args.config else FilterConfig()
     spark = get_spark("adfame-curate-clips", args.master)
     curated, report = curate(spark, args.openvid_csv, [f"{args.mappings.rstrip('/')}/*.csv"], cfg)
-    curated.write.mode("overwrite").parquet(args.out)
     report_path = Path(args.report)
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True))
+    write_outputs(curated, report, args.out, report_path)
     log.info(
         "curated %d of %d rows (%d bad, %d unmapped) -> %s; report %s",
         report.selected,

@@ -8,11 +8,10 @@ with ``python -m spark_jobs.filter_prompts`` or ``spark-submit spark_jobs/filter
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from pyspark import StorageLevel
@@ -21,6 +20,7 @@ from pyspark.sql import functions as F
 
 from etl.config import FilterConfig
 from spark_jobs.csv_input import bad_row_reason, count_by, first_reason, parse_number, read_csv_as_strings
+from spark_jobs.outputs import RowReport, add_output_options, write_outputs
 from spark_jobs.session import get_spark
 from spark_jobs.text import normalize_caption_col
 
@@ -41,24 +41,13 @@ EMPTY_PROMPT = "empty_prompt"
 _BAD, _TOXIC, _DUPLICATE = "bad", "toxic", "duplicate"
 
 
-@dataclass
-class PromptReport:
-    """Where the input rows went; JSON-serialisable through :meth:`to_dict`."""
+@dataclass(kw_only=True)
+class PromptReport(RowReport):
+    """Where the input rows went: bad, toxic, duplicate or selected; with the threshold that applied."""
 
     max_toxicity: float
-    rows_read: int = 0
-    bad_rows: dict[str, int] = field(default_factory=dict)
     toxic_dropped: int = 0
     duplicates_dropped: int = 0
-    selected: int = 0
-    missing_columns: list[str] = field(default_factory=list)
-
-    @property
-    def bad_rows_total(self) -> int:
-        return sum(self.bad_rows.values())
-
-    def to_dict(self) -> dict[str, object]:
-        return {**asdict(self), "bad_rows_total": self.bad_rows_total}
 
 
 def _parsed(raw: DataFrame) -> DataFrame:
@@ -126,8 +115,7 @@ def filter_prompts(
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="spark_jobs.filter_prompts", description=__doc__.splitlines()[0])
     parser.add_argument("--vidprom-csv", required=True, help="VidProM_unique.csv (local path or URI)")
-    parser.add_argument("--out", required=True, help="parquet output (overwritten)")
-    parser.add_argument("--report", required=True, help="JSON report path (local)")
+    add_output_options(parser)
     parser.add_argument(
         "--max-toxicity",
         type=float,
@@ -144,10 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     spark = get_spark("adfame-filter-prompts", args.master)
     prompts, report = filter_prompts(spark, args.vidprom_csv, args.max_toxicity)
-    prompts.write.mode("overwrite").parquet(args.out)
     report_path = Path(args.report)
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True))
+    write_outputs(prompts, report, args.out, report_path)
     log.info(
         "kept %d of %d prompts (%d bad, %d toxic, %d duplicates) -> %s; report %s",
         report.selected,

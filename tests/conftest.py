@@ -28,3 +28,23 @@ def spark() -> Iterator[SparkSession]:
     session = get_spark("adfame-tests", master="local[2]")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def design_tables() -> frozenset[str]:
+    """The schema design's tables: the migration files must create each, and a migrated database hold it."""
+    return frozenset(
+        {
+            "etl_runs",
+            "dataset_clips",
+            "dataset_snapshots",
+            "generation_requests",
+            "candidates",
+            "selections",
+            "retrain_milestones",
+            "deployments",
+            "monitoring_metrics",
+            "drift_reports",
+            "dashboard_stats",
+        }
+    )

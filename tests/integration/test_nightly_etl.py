@@ -14,6 +14,7 @@ from adfame import db
 from adfame.airflow_client import AirflowClient
 from adfame.contracts import DATASETS_BUCKET
 from adfame.storage import ObjectStore
+from etl.config import SourceConfig
 from etl.hub_mirror_server import serve_mirror
 from etl.load import snapshot_prefix
 from etl.mirror import generate_mirror
@@ -54,7 +55,9 @@ def run_etl(airflow: AirflowClient, mirror: Path, snapshot_id: str) -> tuple[dic
     with serve_mirror(mirror) as endpoint:
         conf = {
             "snapshot_id": snapshot_id,
-            "sources": {"hub_endpoint": endpoint},
+            # The hub's dataset ids in full: a deployment file (`adfame etl demo` writes one) may point
+            # them elsewhere, and a run's conf must win over it for the test to read this mirror.
+            "sources": {**SourceConfig().model_dump(exclude={"hub_endpoint"}), "hub_endpoint": endpoint},
             "media": {"video_height": 32, "workers": 2},
         }
         run_id = f"test__{uuid.uuid4().hex[:10]}"

@@ -24,7 +24,7 @@ from inference.api import create_app
 from inference.auth import create_api_key
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser
+    from playwright.sync_api import Browser, Route
 
 pytestmark = pytest.mark.integration
 
@@ -122,5 +122,29 @@ def test_the_page_shows_the_apis_reason_for_a_bad_key(
             error = page.get_by_role("alert")
             error.wait_for(state="visible", timeout=10_000)
             assert "unknown or revoked API key" in error.inner_text()
+        finally:
+            page.close()
+
+
+def test_swagger_ui_renders_offline(browser: Browser, engine: Engine, settings: Settings) -> None:
+    """/docs in the browser with every request beyond the API refused: the operations still render."""
+    with served(create_app(settings, engine=engine)) as base_url:
+        page = browser.new_page()
+        refused: list[str] = []
+
+        def only_the_api(route: Route) -> None:
+            if route.request.url.startswith(base_url):
+                route.continue_()
+            else:
+                refused.append(route.request.url)
+                route.abort()
+
+        try:
+            page.route("**/*", only_the_api)
+            page.goto(base_url + "/docs")
+            paths = page.locator(".opblock-summary-path")
+            paths.first.wait_for(timeout=20_000)
+            assert "/generate-video" in paths.all_inner_texts()
+            assert refused == []
         finally:
             page.close()

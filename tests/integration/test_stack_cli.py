@@ -11,21 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from adfame.cli import PLATFORM_SERVICES
 from adfame.stack.process import PidFile
 
 pytestmark = pytest.mark.integration
 
 ADFAME = str(Path(sys.executable).parent / "adfame")
-SERVICES = [
-    "postgres",
-    "s3",
-    "kafka",
-    "mlflow",
-    "airflow-api-server",
-    "airflow-scheduler",
-    "airflow-dag-processor",
-    "airflow-triggerer",
-]
 
 
 def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -35,7 +26,7 @@ def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
 def test_status_lists_every_service_healthy_with_its_url(settings) -> None:
     result = run(ADFAME, "stack", "status")
     assert result.returncode == 0, result.stdout + result.stderr
-    for name in SERVICES:
+    for name in PLATFORM_SERVICES:
         line = next(line for line in result.stdout.splitlines() if line.startswith(name + " "))
         assert " healthy " in line
     assert settings.airflow_url in result.stdout and settings.mlflow_url in result.stdout

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
@@ -80,7 +82,17 @@ def test_openapi_documents_the_endpoints_and_both_key_headers(client: TestClient
     assert {s.get("scheme", s.get("name")) for s in schemes.values()} == {"bearer", "X-API-Key"}
     body = spec["components"]["schemas"]["GenerateVideoBody"]["properties"]
     assert body["num_frames"]["maximum"] == 129 and body["prompt"]["maxLength"] == MAX_PROMPT_CHARS
-    assert client.get("/docs").status_code == 200
+
+
+def test_docs_pages_load_their_assets_from_the_api_itself(client: TestClient) -> None:
+    """Swagger UI and ReDoc must work where no CDN is reachable (an air-gapped deployment, CI)."""
+    for page in ("/docs", "/redoc"):
+        html = client.get(page)
+        assert html.status_code == 200
+        assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html.text)
+        assert assets and not [a for a in assets if a.startswith(("http://", "https://", "//"))]
+        for asset in assets:
+            assert client.get(asset).status_code == 200, asset
 
 
 def test_the_selection_page_and_its_script_are_served(client: TestClient) -> None:

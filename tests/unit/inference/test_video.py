@@ -18,6 +18,7 @@ def _frames(count: int, height: int, width: int) -> np.ndarray:
 def test_round_trip_keeps_frame_count_and_fps(count: int, fps: int, tmp_path: Path) -> None:
     data = encode_mp4(_frames(count, 64, 64), fps)
     assert data[4:8] == b"ftyp"
+    assert data.index(b"moov") < data.index(b"mdat")  # faststart: playable before the download ends
     assert read_mp4_info(data) == (count, float(fps), 64, 64)
     (tmp_path / "clip.mp4").write_bytes(data)
     assert read_mp4_info(tmp_path / "clip.mp4").frames == count

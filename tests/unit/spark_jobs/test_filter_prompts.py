@@ -10,19 +10,9 @@ import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
 
+from etl.mirror import VIDPROM_COLUMNS
 from spark_jobs.filter_prompts import OUTPUT_COLUMNS, filter_prompts, main
 
-HEADER = [
-    "uuid",
-    "prompt",
-    "time",
-    "toxicity",
-    "obscene",
-    "identity_attack",
-    "insult",
-    "threat",
-    "sexual_explicit",
-]
 CLEAN = ["0.01"] * 6
 
 
@@ -51,7 +41,7 @@ def vidprom_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("vidprom") / "VidProM_unique.csv"
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(HEADER)
+        writer.writerow(VIDPROM_COLUMNS)
         writer.writerows(ROWS)
     return path
 

@@ -1,0 +1,89 @@
+"""A worker's claim on a request, against PostgreSQL: one round trip, and every redelivery case."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from api_support import fresh_database
+from sqlalchemy import Engine, text
+
+from adfame.schemas import PromptRequest
+from adfame.settings import Settings
+from inference.jobs import claim_request, record_request
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def engine(settings: Settings) -> Iterator[Engine]:
+    with fresh_database(settings) as engine:
+        yield engine
+
+
+def _request(tenant: str = "nike", request_id: uuid.UUID | None = None) -> PromptRequest:
+    return PromptRequest(request_id=request_id or uuid.uuid4(), tenant=tenant, prompt="sneakers on a beach")
+
+
+def _state(engine: Engine, request: PromptRequest) -> tuple[str, str, bool]:
+    with engine.connect() as conn:
+        row = conn.execute(
+            text("select tenant, status, started_at from generation_requests where request_id = :id"),
+            {"id": str(request.request_id)},
+        ).one()
+    return row.tenant, row.status, row.started_at is not None
+
+
+def test_a_queued_request_is_claimed_and_marked_running(engine: Engine) -> None:
+    request = _request()
+    assert record_request(engine, request)
+    assert _state(engine, request) == ("nike", "queued", False)
+    assert claim_request(engine, request) == "claimed"
+    assert _state(engine, request) == ("nike", "running", True)
+
+
+def test_a_message_without_a_row_creates_it_running(engine: Engine) -> None:
+    request = _request()
+    assert claim_request(engine, request) == "claimed"
+    assert _state(engine, request) == ("nike", "running", True)
+
+
+def test_a_failed_or_interrupted_request_is_claimed_again(engine: Engine) -> None:
+    request = _request()
+    claim_request(engine, request)
+    with engine.begin() as conn:
+        conn.execute(
+            text("update generation_requests set status = 'failed', error = 'boom' where request_id = :id"),
+            {"id": str(request.request_id)},
+        )
+    assert claim_request(engine, request) == "claimed"
+    with engine.connect() as conn:
+        status, error = conn.execute(
+            text("select status, error from generation_requests where request_id = :id"),
+            {"id": str(request.request_id)},
+        ).one()
+    assert (status, error) == ("running", None)
+
+
+def test_a_succeeded_request_is_done_and_left_alone(engine: Engine) -> None:
+    request = _request()
+    claim_request(engine, request)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "update generation_requests set status = 'succeeded', finished_at = now() "
+                "where request_id = :id"
+            ),
+            {"id": str(request.request_id)},
+        )
+    assert claim_request(engine, request) == "done"
+    assert _state(engine, request)[1] == "succeeded"
+
+
+def test_an_id_of_another_tenant_is_refused_without_touching_its_row(engine: Engine) -> None:
+    theirs = _request(tenant="adidas")
+    record_request(engine, theirs)
+    ours = _request(tenant="nike", request_id=theirs.request_id)
+    assert claim_request(engine, ours) == "other-tenant"
+    assert _state(engine, theirs) == ("adidas", "queued", False)
