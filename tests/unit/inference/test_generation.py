@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from diffusers import WanPipeline
 
 from inference.model import enable_cache, generate, load_pipeline, valid_num_frames
@@ -23,8 +24,12 @@ SMALL = {"num_frames": 5, "height": 32, "width": 32}
 
 
 @pytest.fixture(scope="module")
-def pipe(tmp_path_factory: pytest.TempPathFactory) -> WanPipeline:
-    model_dir: Path = build_tiny_wan(tmp_path_factory.mktemp("tiny-wan"), seed=0)
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_wan(tmp_path_factory.mktemp("tiny-wan"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def pipe(model_dir: Path) -> WanPipeline:
     return load_pipeline(str(model_dir))
 
 
@@ -110,3 +115,30 @@ def test_cache_skips_blocks_and_can_be_disabled(pipe: WanPipeline, kind: str) ->
 def test_unknown_cache_kind(pipe: WanPipeline) -> None:
     with pytest.raises(ValueError, match="unknown cache kind"):
         enable_cache(pipe, "faster", 0.1)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        pytest.param("cpu", id="cpu"),
+        pytest.param(
+            "cuda",
+            id="cuda",
+            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here"),
+        ),
+    ],
+)
+def test_bfloat16_serving_changes_pixels_not_videos(pipe: WanPipeline, model_dir: Path, device: str) -> None:
+    """A GPU worker serves in bfloat16 (VAE in float32): its candidates stay those of float32."""
+    served = load_pipeline(str(model_dir), device=device, dtype=torch.bfloat16)
+    assert served.transformer.dtype == torch.bfloat16 and served.vae.dtype == torch.float32
+    assert served._execution_device.type == device
+    low = generate(served, PROMPTS[:2], SEEDS[:2], **SMALL)
+    full = generate(pipe, PROMPTS[:2], SEEDS[:2], **SMALL)
+    assert [v.shape for v in low.videos] == [v.shape for v in full.videos] == [(5, 32, 32, 3)] * 2
+    assert all(v.dtype == np.uint8 for v in low.videos)
+    other_seed = _diff(full.videos[0], generate(pipe, PROMPTS[:1], [99], **SMALL).videos[0])
+    assert other_seed > 5.0
+    for ours, reference in zip(low.videos, full.videos, strict=True):
+        # About 0.05 levels of 255 on a CPU; another seed is about 13 levels away.
+        assert _diff(ours, reference) < 2.0, (_diff(ours, reference), other_seed)
