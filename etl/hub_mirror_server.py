@@ -2,13 +2,15 @@
 
 No data set can be downloaded on these machines, yet the download code must be the real
 ``huggingface_hub`` client. The client honours ``HF_ENDPOINT``, so this server answers the
-few routes it calls, from ``<root>/<owner>/<name>/<repo files>``:
+few routes it calls, from ``<root>/<owner>/<name>/<repo files>``, for data set repos and for model
+repos alike (``{kind}`` below is ``datasets`` or ``models``; a model's files resolve without the
+``/datasets`` prefix, so ``DiffusionPipeline.from_pretrained("owner/name")`` works against it too):
 
-- ``HEAD``/``GET /datasets/{owner}/{name}/resolve/{revision}/{path}``: the file, with ``ETag``,
+- ``HEAD``/``GET [/datasets]/{owner}/{name}/resolve/{revision}/{path}``: the file, with ``ETag``,
   ``X-Repo-Commit``, ``Content-Length``, ``Accept-Ranges`` and ``Range`` (206) support;
-- ``GET /api/datasets/{owner}/{name}`` and ``.../revision/{revision}``: ``dataset_info``/``repo_info``;
-- ``GET /api/datasets/{owner}/{name}/tree/{revision}[/{folder}]``: ``list_repo_tree``/``list_repo_files``;
-- ``POST /api/datasets/{owner}/{name}/paths-info/{revision}``: ``get_paths_info`` (``HfFileSystem.info``).
+- ``GET /api/{kind}/{owner}/{name}`` and ``.../revision/{revision}``: ``dataset_info``/``model_info``;
+- ``GET /api/{kind}/{owner}/{name}/tree/{revision}[/{folder}]``: ``list_repo_tree``/``list_repo_files``;
+- ``POST /api/{kind}/{owner}/{name}/paths-info/{revision}``: ``get_paths_info`` (``HfFileSystem.info``).
 
 Errors carry the Hub's ``X-Error-Code`` (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``) so
 the client raises its usual exceptions. The mirror has one revision: ``main``, whose commit hash is
@@ -37,10 +39,11 @@ from etl.sources import LocalSource, SourceError
 log = logging.getLogger(__name__)
 
 _REPO = r"(?P<owner>[^/]+)/(?P<name>[^/]+)"
-_RESOLVE = re.compile(rf"^/datasets/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
-_INFO = re.compile(rf"^/api/datasets/{_REPO}(?:/revision/(?P<rev>[^/]+))?/?$")
-_TREE = re.compile(rf"^/api/datasets/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?$")
-_PATHS_INFO = re.compile(rf"^/api/datasets/{_REPO}/paths-info/(?P<rev>[^/]+)$")
+# Data sets live under /datasets/ and /api/datasets/, models at the root and under /api/models/.
+_RESOLVE = re.compile(rf"^/(?:datasets/)?{_REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
+_INFO = re.compile(rf"^/api/(?:datasets|models)/{_REPO}(?:/revision/(?P<rev>[^/]+))?/?$")
+_TREE = re.compile(rf"^/api/(?:datasets|models)/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?$")
+_PATHS_INFO = re.compile(rf"^/api/(?:datasets|models)/{_REPO}/paths-info/(?P<rev>[^/]+)$")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _CHUNK = 1024 * 1024
 

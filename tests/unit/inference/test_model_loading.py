@@ -1,25 +1,42 @@
-"""tiny-wan builds reproducibly, and loads from a folder or an s3:// URI; nothing touches the Hub."""
+"""tiny-wan builds reproducibly, and loads from a folder, an s3:// URI or a hub id (from a local mirror)."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from diffusers import WanPipeline
 
 from adfame.settings import Settings
 from adfame.storage import ObjectInfo
+from etl.hub_mirror_server import serve_mirror
 from inference import tiny_wan
 from inference.model import (
     DEFAULT_MODEL_URI,
     download_model,
+    generate,
     init_default_model,
     load_pipeline,
     parse_s3_uri,
     publish_model,
 )
+
+# Run in a fresh interpreter: huggingface_hub reads HF_ENDPOINT and HF_HUB_OFFLINE when imported,
+# exactly as a worker started with them in its environment does.
+_LOAD_FROM_HUB = """
+import sys
+import numpy as np
+from inference.model import generate, load_pipeline
+pipe = load_pipeline(sys.argv[1], device="cpu")
+video = generate(pipe, ["a sneaker on a beach"], [7], num_frames=5, height=32, width=32).videos[0]
+np.save(sys.argv[2], video)
+"""
 
 
 class FolderStore:
@@ -140,6 +157,35 @@ def test_hub_id_uses_from_pretrained_and_names_the_id_offline(monkeypatch: pytes
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(OSError, match="no-such-org/no-such-model"):
         load_pipeline("no-such-org/no-such-model")
+
+
+def test_hub_id_loads_through_the_hub_client_and_then_offline(model_dir: Path, tmp_path: Path) -> None:
+    """A hub id goes through the real huggingface_hub client (here against a local mirror of the Hub),
+    lands in the hub cache, and loads again from that cache with the network gone."""
+    mirror = tmp_path / "mirror"
+    shutil.copytree(model_dir, mirror / "adfame" / "tiny-wan")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env["HF_HOME"] = str(tmp_path / "hf-home")
+    local = load_pipeline(str(model_dir), device="cpu")
+    expected = generate(local, ["a sneaker on a beach"], [7], num_frames=5, height=32, width=32).videos[0]
+
+    def load(extra_env: dict[str, str], out: Path) -> np.ndarray:
+        done = subprocess.run(
+            [sys.executable, "-c", _LOAD_FROM_HUB, "adfame/tiny-wan", str(out)],
+            env={**env, **extra_env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return np.load(out)
+
+    with serve_mirror(mirror) as endpoint:
+        assert np.array_equal(load({"HF_ENDPOINT": endpoint}, tmp_path / "online.npy"), expected)
+    snapshots = list((tmp_path / "hf-home" / "hub" / "models--adfame--tiny-wan" / "snapshots").iterdir())
+    assert len(snapshots) == 1 and (snapshots[0] / "model_index.json").is_file()
+    # The mirror is gone: a worker restarting offline still finds the model in its cache.
+    assert np.array_equal(load({"HF_HUB_OFFLINE": "1"}, tmp_path / "offline.npy"), expected)
 
 
 def test_parse_s3_uri() -> None:
