@@ -657,8 +657,6 @@ def run_stack(args: argparse.Namespace, settings: Settings) -> None:
 
 def start_first_worker(run: StackRun, **env: str) -> None:
     """One worker, warm: its model loaded, in the group, one request done."""
-    if run.workers.procs:
-        return
     run.workers.start(**env)
     with progress("worker 1: start, join the group, one warm-up request"):
         start = time.monotonic()
@@ -697,7 +695,6 @@ def measure_overhead(
     from inference.jobs import get_job
 
     say(f"\n  -- {model} --")
-    run.workers.stop()
     start_first_worker(run, **worker_env)
 
     requests: list[PromptRequest] = []
@@ -707,6 +704,7 @@ def measure_overhead(
             run.submit(request)
             requests.append(request)
             run.wait_done([request.request_id], WORKER_START_TIMEOUT_S)
+    run.workers.stop()  # the next measurement starts its own
     events = watcher.collect([r.request_id for r in requests])
     jobs = {r.request_id: get_job(run.engine, r.request_id) for r in requests}
     failed = [job for job in jobs.values() if job is None or job.status != "succeeded"]
