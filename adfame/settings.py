@@ -14,7 +14,7 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adfame.contracts import REGISTERED_MODEL, RETRAIN_DAG_ID
@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     inference_steps: int = 4
     inference_cache: str = ""
     inference_cache_threshold: float = 0.05
+    # CPU threads for a worker's tensor work; 0: PyTorch's default (every core). Several workers on
+    # one machine should split the cores between them, or they slow each other down.
+    inference_threads: int = Field(0, ge=0)
     variation_strategy: str = "shot_styles"
     worker_group: str = "adfame-workers"
     api_port: int = 8000

@@ -534,12 +534,13 @@ class StackRun:
                 raise TimeoutError(f"group {group} did not reach {count} members in {timeout_s:.0f} s")
             time.sleep(0.5)
 
-    def intruders(self, own: int) -> str | None:
-        """Consumers on ``adfame.prompts`` besides our ``own`` workers (they would skew the figures)."""
+    def warn_of_intruders(self, own: int) -> None:
+        """Say so when ``adfame.prompts`` has consumers besides our ``own`` workers: they skew the figures."""
         members = prompt_consumers(self.admin)
         members[self.settings.worker_group] = members.get(self.settings.worker_group, 0) - own
-        extra = {g: n for g, n in members.items() if n > 0}
-        return ", ".join(f"{g}: {n}" for g, n in extra.items()) if extra else None
+        extra = ", ".join(f"{g}: {n}" for g, n in members.items() if n > 0)
+        if extra:
+            say(f"  ! other consumers on adfame.prompts joined meanwhile ({extra}): figures are disturbed")
 
     def makespan(self, request_ids: Sequence[uuid.UUID], started_epoch: float) -> tuple[float, int]:
         """Seconds from ``started_epoch`` to the last request's durable finish, and how many failed."""
@@ -665,9 +666,7 @@ def start_first_worker(run: StackRun, **env: str) -> None:
         run.wait_done([warm_up.request_id], WORKER_START_TIMEOUT_S)
         joined_s = time.monotonic() - start
     figure("worker start to first request done", f"{joined_s:.1f} s (model load, group join, warm-up)")
-    intruders = run.intruders(own=1)
-    if intruders:
-        say(f"  ! other consumers on adfame.prompts joined meanwhile ({intruders}): figures are disturbed")
+    run.warn_of_intruders(own=1)
 
 
 @contextmanager
@@ -800,48 +799,58 @@ def print_overhead_summary(*runs: OverheadRun | None) -> None:
 def measure_throughput(run: StackRun, batch: int) -> None:
     say("\n== 4. Throughput, 1 vs 2 workers ==")
     cores = os.cpu_count() or 1
-    figure("CPU cores / torch threads per process", f"{cores} / {torch.get_num_threads()}")
+    split = max(1, cores // 2)
+    figure("CPU cores / torch threads per process", f"{cores} / {torch.get_num_threads()} by default")
     figure(
         "batch",
         f"{batch} requests x {CANDIDATES} candidates, submitted at once, spread evenly over the "
         f"{run.partitions} partitions",
     )
 
-    def one_batch(workers: int) -> tuple[float, int, list[int]]:
+    def one_batch(label: str) -> tuple[str, float, int, list[int]]:
         ids = balanced_ids(batch, run.partitions)
-        with progress(f"{batch} requests, {workers} worker(s)", lambda: f"{run.done_count(ids)} done"):
+        with progress(f"{batch} requests, {label}", lambda: f"{run.done_count(ids)} done"):
             started = time.time()
             for index, request_id in enumerate(ids):
                 run.submit(bench_request(request_id, index))
             run.wait_done(ids, WORKER_START_TIMEOUT_S + 60 * batch, poll_s=0.25)
         seconds, failed = run.makespan(ids, started)
-        return seconds, failed, run.workers.handled(ids)
+        return label, seconds, failed, run.workers.handled(ids)
+
+    def two_warm_workers(label: str) -> None:
+        with progress(f"{label}: join the group, one warm-up request per partition"):
+            joined_s = run.wait_members(2)
+            warm = balanced_ids(run.partitions, run.partitions)
+            for index, request_id in enumerate(warm):
+                run.submit(bench_request(request_id, index))
+            run.wait_done(warm, WORKER_START_TIMEOUT_S)
+        figure(f"{label}: group of 2 after", f"{joined_s:.1f} s")
+        run.warn_of_intruders(own=2)
 
     start_first_worker(run)
-    one_s, one_failed, _ = one_batch(1)
+    batches = [one_batch("1 worker, default threads")]
     run.workers.start()
-    with progress("worker 2: start, join the group, one warm-up request per partition"):
-        joined_s = run.wait_members(2)
-        warm = balanced_ids(run.partitions, run.partitions)
-        for index, request_id in enumerate(warm):
-            run.submit(bench_request(request_id, index))
-        run.wait_done(warm, WORKER_START_TIMEOUT_S)
-    figure("worker 2 joined the group after", f"{joined_s:.1f} s")
-    intruders = run.intruders(own=2)
-    if intruders:
-        say(f"  ! other consumers on adfame.prompts joined meanwhile ({intruders}): figures are disturbed")
-    two_s, two_failed, split = one_batch(2)
+    two_warm_workers("a second worker")
+    batches.append(one_batch("2 workers, default threads each"))
+    # The same two workers, each given its share of the cores (ADFAME_INFERENCE_THREADS).
+    run.workers.stop()
+    for _ in range(2):
+        run.workers.start(ADFAME_INFERENCE_THREADS=str(split))
+    two_warm_workers(f"two workers of {split} thread(s)")
+    batches.append(one_batch(f"2 workers, {split} thread(s) each"))
 
-    for label, seconds, failed in (
-        ("1 worker", one_s, one_failed),
-        ("2 workers, same group", two_s, two_failed),
-    ):
+    one_s = batches[0][1]
+    for label, seconds, failed, handled in batches:
         note = f", {failed} failed" if failed else ""
-        figure(label, f"{60 * batch / seconds:.1f} requests/min ({batch} in {seconds:.1f} s{note})")
-    figure("requests per worker with 2 workers", " / ".join(map(str, split[:2])))
-    figure("2 workers / 1 worker throughput", f"{one_s / two_s:.2f}x on {cores} CPU cores")
-    if cores <= 2:
-        say(f"  (on {cores} cores two workers compete for the same cores: expect well under 2x)")
+        per_worker = f"; per worker {' / '.join(map(str, handled))}" if len(handled) > 1 else ""
+        rate = 60 * batch / seconds
+        figure(label, f"{rate:.1f} requests/min ({batch} in {seconds:.1f} s{note}{per_worker})")
+        if seconds != one_s:
+            figure("  throughput over 1 worker", f"{one_s / seconds:.2f}x on {cores} CPU cores")
+    say(
+        "  (workers that each use every core compete for them; split the cores with "
+        "ADFAME_INFERENCE_THREADS when several run on one machine)"
+    )
 
 
 # ---- main ----------------------------------------------------------------------------------------

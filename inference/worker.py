@@ -87,11 +87,14 @@ class Worker:
 
     def run(self, max_messages: int | None = None) -> int:
         """Consume until stopped (or ``max_messages`` handled); returns the number handled."""
+        import torch
+
         log.info(
-            "worker in group %s on %s, serving %s",
+            "worker in group %s on %s, serving %s with %d CPU threads",
             self.settings.worker_group,
             PROMPTS_TOPIC,
             self.server.active_version,
+            torch.get_num_threads(),
         )
         try:
             while not self.stop.is_set():
@@ -365,6 +368,10 @@ def run_worker(settings: Settings, max_messages: int | None = None) -> int:
     from adfame.mlflow_setup import configure_mlflow
     from inference.model import ModelServer, enable_cache
 
+    if settings.inference_threads:
+        import torch
+
+        torch.set_num_threads(settings.inference_threads)
     server = ModelServer(settings.model_source, device=settings.device or None)
     if settings.inference_cache:
         enable_cache(server.pipe, settings.inference_cache, settings.inference_cache_threshold)

@@ -179,12 +179,14 @@ def test_killed_worker_loses_nothing_and_duplicates_nothing(settings, tmp_path) 
         os.killpg(slow.pid, signal.SIGKILL)
         slow.wait(timeout=30)
 
-    fresh = start_worker(tmp_path)
+    # The replacement gets one CPU thread, as each of several workers sharing a machine would.
+    fresh = start_worker(tmp_path, ADFAME_INFERENCE_THREADS="1")
     try:
         jobs = [wait_for_job(engine, rid, timeout_s=300) for rid in ids]
     finally:
         fresh.send_signal(signal.SIGTERM)
         fresh.wait(timeout=60)
+    assert any("with 1 CPU threads" in log.read_text() for log in tmp_path.glob("worker-*.log"))
     assert [j.status for j in jobs] == ["succeeded"] * len(ids)
     for job in jobs:
         assert [c.index for c in job.candidates] == [0, 1, 2, 3, 4]
