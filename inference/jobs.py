@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from kafka import KafkaProducer
@@ -50,16 +49,18 @@ class Job:
         return self.status in TERMINAL
 
 
+# The request's row as the producer records it; ``started_at`` is the database's clock, like
+# ``finished_at`` (the table checks that one never precedes the other).
 _INSERT_REQUEST = """
 insert into generation_requests (request_id, tenant, prompt, num_candidates, num_frames, fps, height, width,
     seed, status, submitted_at, started_at)
 values (:request_id, :tenant, :prompt, :num_candidates, :num_frames, :fps, :height, :width, :seed,
-    :status, :submitted_at, :started_at)
+    :status, :submitted_at, case when :status = 'running' then now() end)
 """
 
 
-def _request_row(request: PromptRequest, status: str, started_at: datetime | None = None) -> dict[str, Any]:
-    return {**request.model_dump(exclude={"schema_version"}), "status": status, "started_at": started_at}
+def _request_row(request: PromptRequest, status: str) -> dict[str, Any]:
+    return {**request.model_dump(exclude={"schema_version"}), "status": status}
 
 
 def record_request(engine: Engine, request: PromptRequest, status: str = "queued") -> bool:
@@ -76,7 +77,8 @@ def claim_request(engine: Engine, request: PromptRequest) -> str:
 
     Returns ``"claimed"``; ``"done"`` when it already succeeded (a redelivery); ``"other-tenant"``
     when its id belongs to another tenant's request. The row is created here when the producer
-    never recorded it (a message put on the topic by other means).
+    never recorded it (a message put on the topic by other means). A failed or interrupted
+    attempt is started afresh: its error and finish time are cleared.
     """
     with engine.begin() as conn:
         claimed = conn.execute(
@@ -84,13 +86,13 @@ def claim_request(engine: Engine, request: PromptRequest) -> str:
                 _INSERT_REQUEST
                 + """
                 on conflict (request_id) do update
-                set status = 'running', started_at = excluded.started_at, error = null
+                set status = 'running', started_at = now(), finished_at = null, error = null
                 where generation_requests.tenant = excluded.tenant
                     and generation_requests.status <> 'succeeded'
                 returning request_id
                 """
             ),
-            _request_row(request, "running", started_at=datetime.now(UTC)),
+            _request_row(request, "running"),
         ).first()
         if claimed is not None:
             return "claimed"

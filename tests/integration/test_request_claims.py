@@ -49,21 +49,25 @@ def test_a_message_without_a_row_creates_it_running(engine: Engine) -> None:
     assert _state(engine, request) == ("nike", "running", True)
 
 
-def test_a_failed_or_interrupted_request_is_claimed_again(engine: Engine) -> None:
+def test_a_failed_request_is_claimed_again_from_scratch(engine: Engine) -> None:
+    """A redelivery after the worker recorded a failure (and crashed before committing the offset)."""
     request = _request()
     claim_request(engine, request)
     with engine.begin() as conn:
         conn.execute(
-            text("update generation_requests set status = 'failed', error = 'boom' where request_id = :id"),
+            text(
+                "update generation_requests set status = 'failed', error = 'boom', finished_at = now() "
+                "where request_id = :id"
+            ),
             {"id": str(request.request_id)},
         )
     assert claim_request(engine, request) == "claimed"
     with engine.connect() as conn:
-        status, error = conn.execute(
-            text("select status, error from generation_requests where request_id = :id"),
+        status, error, finished_at = conn.execute(
+            text("select status, error, finished_at from generation_requests where request_id = :id"),
             {"id": str(request.request_id)},
         ).one()
-    assert (status, error) == ("running", None)
+    assert (status, error, finished_at) == ("running", None, None)
 
 
 def test_a_succeeded_request_is_done_and_left_alone(engine: Engine) -> None:
