@@ -70,8 +70,9 @@ class Worker:
         self.consumer = consumer
         self.registry = registry  # an MlflowClient, or None to serve the base model only
         self.stop = threading.Event()
-        # An encoder on every core, plus one thread whose upload waits on the network.
-        self.store_pool = ThreadPoolExecutor((os.cpu_count() or 1) + 1, thread_name_prefix="store")
+        # An encoder on every core this worker is given, plus one thread whose upload waits on the network.
+        cores = settings.inference_threads or os.cpu_count() or 1
+        self.store_pool = ThreadPoolExecutor(cores + 1, thread_name_prefix="store")
         self._aliases: dict[str, Any] = {}
         self._aliases_at = 0.0
         self.processed = 0
