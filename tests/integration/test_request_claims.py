@@ -35,6 +35,18 @@ def _state(engine: Engine, request: PromptRequest) -> tuple[str, str, bool]:
     return row.tenant, row.status, row.started_at is not None
 
 
+def _finish(engine: Engine, request: PromptRequest, status: str, error: str | None = None) -> None:
+    """What the worker's final transaction records about the request."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "update generation_requests set status = :status, error = :error, finished_at = now() "
+                "where request_id = :id"
+            ),
+            {"status": status, "error": error, "id": str(request.request_id)},
+        )
+
+
 def test_a_queued_request_is_claimed_and_marked_running(engine: Engine) -> None:
     request = _request()
     assert record_request(engine, request)
@@ -53,14 +65,7 @@ def test_a_failed_request_is_claimed_again_from_scratch(engine: Engine) -> None:
     """A redelivery after the worker recorded a failure (and crashed before committing the offset)."""
     request = _request()
     claim_request(engine, request)
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "update generation_requests set status = 'failed', error = 'boom', finished_at = now() "
-                "where request_id = :id"
-            ),
-            {"id": str(request.request_id)},
-        )
+    _finish(engine, request, "failed", error="boom")
     assert claim_request(engine, request) == "claimed"
     with engine.connect() as conn:
         status, error, finished_at = conn.execute(
@@ -73,14 +78,7 @@ def test_a_failed_request_is_claimed_again_from_scratch(engine: Engine) -> None:
 def test_a_succeeded_request_is_done_and_left_alone(engine: Engine) -> None:
     request = _request()
     claim_request(engine, request)
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "update generation_requests set status = 'succeeded', finished_at = now() "
-                "where request_id = :id"
-            ),
-            {"id": str(request.request_id)},
-        )
+    _finish(engine, request, "succeeded")
     assert claim_request(engine, request) == "done"
     assert _state(engine, request)[1] == "succeeded"
 
