@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -466,18 +466,34 @@ class EventWatcher:
         for tp in parts:  # resolve the end now, before any request of ours can complete
             self.consumer.position(tp)
         self.finished: dict[str, datetime] = {}
+        self.seen: set[str] = set()  # every request with an event, whatever its status
 
-    def collect(self, request_ids: Sequence[uuid.UUID], timeout_s: float = 30.0) -> dict[str, datetime]:
+    def collect(
+        self,
+        request_ids: Sequence[uuid.UUID],
+        timeout_s: float = 30.0,
+        still_alive: Callable[[], None] | None = None,
+    ) -> dict[str, datetime]:
+        """Wait for the requests' completion events; the durable times of those that succeeded.
+
+        Blocking on the topic rather than polling PostgreSQL keeps the benchmark's own load off the
+        machine while a request is measured. ``still_alive`` raises when the workers died.
+        """
         from adfame.messaging import decode_json
 
         wanted = {str(rid) for rid in request_ids}
         deadline = time.monotonic() + timeout_s
-        while not wanted <= self.finished.keys() and time.monotonic() < deadline:
+        while not wanted <= self.seen and time.monotonic() < deadline:
+            if still_alive is not None:
+                still_alive()
             for records in self.consumer.poll(timeout_ms=500).values():
                 for record in records:
                     event = decode_json(record.value)
+                    self.seen.add(event["request_id"])
                     if event.get("status") == "succeeded":
                         self.finished[event["request_id"]] = datetime.fromisoformat(event["finished_at"])
+        if missing := wanted - self.seen:
+            raise TimeoutError(f"no completion event for {len(missing)} requests after {timeout_s:.0f} s")
         return {rid: self.finished[rid] for rid in wanted if rid in self.finished}
 
     def close(self) -> None:
@@ -702,7 +718,7 @@ def measure_overhead(
             request = bench_request(uuid.uuid4(), index)
             run.submit(request)
             requests.append(request)
-            run.wait_done([request.request_id], WORKER_START_TIMEOUT_S)
+            watcher.collect([request.request_id], WORKER_START_TIMEOUT_S, run.workers.check_alive)
     run.workers.stop()  # the next measurement starts its own
     events = watcher.collect([r.request_id for r in requests])
     jobs = {r.request_id: get_job(run.engine, r.request_id) for r in requests}

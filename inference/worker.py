@@ -238,22 +238,24 @@ class Worker:
         """Candidates and the request's final state in one transaction: both or neither are visible."""
         import json
 
+        prompts, seeds, keys = zip(*candidates, strict=True) if candidates else ((), (), ())
         with self.engine.begin() as conn:
-            for index, (prompt, seed, key) in enumerate(candidates or []):
+            if candidates:  # all rows in one statement: one round trip, however many candidates
                 conn.execute(
                     text("""
                     insert into candidates (request_id, candidate_index, variation_prompt, seed, object_key)
-                    values (:id, :index, :prompt, :seed, :key)
+                    select :id, ordinality - 1, prompt, seed, key
+                    from unnest(cast(:prompts as text[]), cast(:seeds as bigint[]), cast(:keys as text[]))
+                        with ordinality as c (prompt, seed, key, ordinality)
                     on conflict (request_id, candidate_index) do update
                     set variation_prompt = excluded.variation_prompt, seed = excluded.seed,
                         object_key = excluded.object_key
                     """),
                     {
                         "id": str(request.request_id),
-                        "index": index,
-                        "prompt": prompt,
-                        "seed": seed,
-                        "key": key,
+                        "prompts": list(prompts),
+                        "seeds": list(seeds),
+                        "keys": list(keys),
                     },
                 )
             conn.execute(

@@ -21,6 +21,7 @@ from adfame.schemas import PromptRequest
 from adfame.storage import ObjectStore
 from inference.jobs import submit, wait_for_job
 from inference.model import init_default_model
+from inference.variations import candidate_seeds, expand
 from inference.video import read_mp4_info
 
 pytestmark = pytest.mark.integration
@@ -115,7 +116,10 @@ def test_generate_wait_yields_five_playable_videos(settings, worker, tmp_path) -
     }
     t = job.timings
     assert t["total_s"] >= t["denoise_s"] + t["decode_s"] + t["store_s"]
-    assert len({c.variation_prompt for c in job.candidates}) == 5
+    rid = uuid.UUID(request_id)
+    assert [(c.variation_prompt, c.seed) for c in job.candidates] == list(
+        zip(expand(job.prompt, 5, rid), candidate_seeds(rid, 5), strict=True)
+    )
     store = ObjectStore(settings)
     for c in job.candidates:
         assert c.object_key == f"nike/{request_id}/{c.index}.mp4"

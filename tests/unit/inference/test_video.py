@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
-from inference.video import encode_mp4, read_mp4_info
+from inference.video import encode_mp4, move_index_to_front, mp4_boxes, read_mp4_info
 
 
 def _frames(count: int, height: int, width: int) -> np.ndarray:
@@ -17,8 +18,9 @@ def _frames(count: int, height: int, width: int) -> np.ndarray:
 @pytest.mark.parametrize(("count", "fps"), [(17, 16), (16, 24), (1, 8)])
 def test_round_trip_keeps_frame_count_and_fps(count: int, fps: int, tmp_path: Path) -> None:
     data = encode_mp4(_frames(count, 64, 64), fps)
-    assert data[4:8] == b"ftyp"
-    assert data.index(b"moov") < data.index(b"mdat")  # faststart: playable before the download ends
+    kinds = [box.kind for box in mp4_boxes(data)]
+    assert kinds[:2] == [b"ftyp", b"moov"]  # faststart: playable before the download ends
+    assert kinds.index(b"moov") < kinds.index(b"mdat")
     assert read_mp4_info(data) == (count, float(fps), 64, 64)
     (tmp_path / "clip.mp4").write_bytes(data)
     assert read_mp4_info(tmp_path / "clip.mp4").frames == count
@@ -40,3 +42,33 @@ def test_bad_input_is_refused(tmp_path: Path) -> None:
         encode_mp4(np.zeros((3, 8, 8, 3), dtype=np.uint8), 0)
     with pytest.raises(FileNotFoundError, match=r"missing\.mp4"):
         read_mp4_info(tmp_path / "missing.mp4")
+
+
+def _mux_with_ffmpeg(path: Path, frames: np.ndarray, movflags: str) -> bytes:
+    """An mp4 written by FFmpeg's muxer itself, its index at the end or (``+faststart``) in front."""
+    with av.open(str(path), "w", format="mp4", options={"movflags": movflags} if movflags else {}) as out:
+        stream = out.add_stream("libx264", rate=12, options={"crf": "23", "threads": "1"})
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for frame in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode())
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(("count", "height", "width"), [(1, 16, 16), (17, 64, 64), (40, 48, 96)])
+def test_index_moved_to_front_byte_for_byte_as_ffmpeg_faststart(
+    count: int, height: int, width: int, tmp_path: Path
+) -> None:
+    frames = _frames(count, height, width)
+    index_last = _mux_with_ffmpeg(tmp_path / "plain.mp4", frames, "")
+    assert [box.kind for box in mp4_boxes(index_last)][-1] == b"moov"
+    reference = _mux_with_ffmpeg(tmp_path / "faststart.mp4", frames, "+faststart")
+    assert move_index_to_front(index_last) == reference
+    assert move_index_to_front(reference) == reference  # already in front: unchanged
+
+
+def test_move_index_refuses_what_is_not_an_mp4() -> None:
+    with pytest.raises(ValueError, match="malformed mp4 box"):
+        move_index_to_front(b"\x00\x00\x00\x20ftypisom" + b"\x00" * 8)
+    with pytest.raises(ValueError, match="ftyp, moov and mdat"):
+        move_index_to_front(b"\x00\x00\x00\x10ftypisom\x00\x00\x00\x00")
