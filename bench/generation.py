@@ -53,6 +53,7 @@ from inference.model import (
 from inference.tiny_wan import TEXT_DIM, build_tiny_wan_pipeline
 from inference.variations import candidate_seeds, expand
 
+IDLE_PAUSE_S = 0.1  # between the requests of part 3
 OVERHEAD_GOAL = 0.05  # (Kafka-to-durable - pipeline) / pipeline, issue 4
 
 # What a request asks for by default (PromptRequest), so that parts 1 and 2 time the work a worker does.
@@ -719,6 +720,9 @@ def measure_overhead(
             run.submit(request)
             requests.append(request)
             watcher.collect([request.request_id], WORKER_START_TIMEOUT_S, run.workers.check_alive)
+            # The event precedes the worker's offset commit: let it finish and wait on the topic again,
+            # so the next request measures delivery to an idle worker, not queueing behind that commit.
+            time.sleep(IDLE_PAUSE_S)
     run.workers.stop()  # the next measurement starts its own
     events = watcher.collect([r.request_id for r in requests])
     jobs = {r.request_id: get_job(run.engine, r.request_id) for r in requests}
