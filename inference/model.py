@@ -389,6 +389,11 @@ class ModelVersionRef:
         return f"{self.name}/{self.version}"
 
 
+def version_label(version: ModelVersionRef | None) -> str:
+    """``name/version`` of a registry version, or ``base`` for the base model."""
+    return version.label if version is not None else BASE_VERSION
+
+
 def resolve_alias(client: Any, alias: str, name: str = REGISTERED_MODEL) -> ModelVersionRef | None:
     """The version of ``name`` that carries ``alias``; None when none does or the model is not registered."""
     from mlflow.exceptions import MlflowException
@@ -457,7 +462,7 @@ class ModelServer:
     @property
     def active_version(self) -> str:
         """``name/version`` of the version being served, or ``base``."""
-        return self._active.label if self._active else BASE_VERSION
+        return version_label(self._active)
 
     def activate(self, version: ModelVersionRef | None) -> None:
         """Serve ``version``'s LoRA from now on, or the base model when ``version`` is None.

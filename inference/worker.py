@@ -12,7 +12,11 @@ For each message on ``adfame.prompts``:
    candidate rows and the request's status in one transaction, then publish the event;
 6. commit the Kafka offset: only now is the message done.
 
-SIGTERM lets the current request finish and commit before the worker leaves the group.
+A request that fails (a LoRA that cannot be loaded, a pipeline error) is recorded as failed, with
+its route, and its partial uploads removed. When a service around the model fails instead (object
+store, database, Kafka, model registry), the request is not at fault: its message is read again
+after a pause, so an outage delays requests but loses none. SIGTERM lets the current request finish
+and commit before the worker leaves the group.
 """
 
 from __future__ import annotations
@@ -22,13 +26,15 @@ import os
 import signal
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaError
 from pydantic import ValidationError
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from adfame.contracts import (
     CHALLENGER_ALIAS,
@@ -39,15 +45,35 @@ from adfame.contracts import (
     VIDEOS_BUCKET,
     video_object_key,
 )
+from adfame.db import DatabaseUnavailable
 from adfame.schemas import DeadLetter, GenerationEvent, PromptRequest
 from adfame.settings import Settings
-from adfame.storage import ObjectStore
+from adfame.storage import ObjectStore, ObjectStoreError
 from inference.jobs import claim_request
 from inference.routing import route_for
 from inference.variations import candidate_seeds, expand
 
 log = logging.getLogger(__name__)
 ALIAS_REFRESH_S = 30.0
+BASE_ROUTE = "base"
+# After a service failed, the message is read again after this pause, doubled per failure up to the cap.
+RETRY_PAUSE_S = 1.0
+RETRY_PAUSE_MAX_S = 30.0
+
+
+class RegistryUnavailable(RuntimeError):
+    """The model registry could not be asked which versions carry the aliases."""
+
+
+# Failures of the services around the model rather than of the request (see the module docstring).
+SERVICE_ERRORS: tuple[type[Exception], ...] = (
+    ObjectStoreError,
+    DatabaseUnavailable,
+    OperationalError,
+    InterfaceError,
+    KafkaError,
+    RegistryUnavailable,
+)
 
 
 class Worker:
@@ -73,7 +99,7 @@ class Worker:
         # An encoder on every core this worker is given, plus one thread whose upload waits on the network.
         cores = settings.inference_threads or os.cpu_count() or 1
         self.store_pool = ThreadPoolExecutor(cores + 1, thread_name_prefix="store")
-        self._aliases: dict[str, Any] = {}
+        self._aliases: dict[str, Any] | None = None  # None until the registry first answered
         self._aliases_at = 0.0
         self.processed = 0
 
@@ -97,12 +123,19 @@ class Worker:
             self.server.active_version,
             torch.get_num_threads(),
         )
+        pause = RETRY_PAUSE_S
         try:
             while not self.stop.is_set():
-                for records in self.consumer.poll(timeout_ms=1000, max_records=1).values():
+                for partition, records in self.consumer.poll(timeout_ms=1000, max_records=1).items():
                     for record in records:
-                        self.handle(record)
-                        self.consumer.commit()
+                        try:
+                            self.handle(record)
+                        except SERVICE_ERRORS as exc:
+                            self.read_again_later(partition, record, exc, pause)
+                            pause = min(2 * pause, RETRY_PAUSE_MAX_S)
+                            break
+                        pause = RETRY_PAUSE_S
+                        self.commit_offset(record)
                         self.processed += 1
                 if max_messages is not None and self.processed >= max_messages:
                     break
@@ -110,6 +143,33 @@ class Worker:
             self.consumer.close()
             self.store_pool.shutdown()
         return self.processed
+
+    def read_again_later(self, partition: Any, record: Any, exc: Exception, pause: float) -> None:
+        """Rewind to ``record`` and wait: the next poll returns it again, unless SIGTERM came first."""
+        log.warning(
+            "%s[%d]@%d: %s: %s; reading the message again in %.0f s",
+            record.topic,
+            record.partition,
+            record.offset,
+            exc.__class__.__name__,
+            exc,
+            pause,
+        )
+        self.consumer.seek(partition, record.offset)
+        self.stop.wait(pause)
+
+    def commit_offset(self, record: Any) -> None:
+        """The request's results are durable; a lost commit only makes a redelivery republish its event."""
+        try:
+            self.consumer.commit()
+        except KafkaError as exc:  # e.g. the group rebalanced meanwhile: the partition's new owner redoes it
+            log.warning(
+                "committing %s[%d]@%d failed (%s): a redelivery will find the request done",
+                record.topic,
+                record.partition,
+                record.offset,
+                exc,
+            )
 
     def handle(self, record: Any) -> None:
         received = datetime.now(UTC)
@@ -141,20 +201,23 @@ class Worker:
         ``encode_s`` and ``upload_s`` summed over the candidates, ``store_s`` the wall time of
         encoding and uploading them side by side; ``total_s`` received -> ready to commit.
         """
-        from inference.model import generate
+        from inference.model import generate, version_label
 
         timings: dict[str, float] = {
             "queue_wait_s": max(0.0, (received - request.submitted_at).total_seconds())
         }
         if kafka_lag_s is not None:
             timings["kafka_lag_s"] = kafka_lag_s
-        route = self.select_model(request)
+        route, version = self.choose_model(request)
+        model_version = version_label(version)
         prompts = expand(
             request.prompt, request.num_candidates, request.request_id, self.settings.variation_strategy
         )
         seeds = list(candidate_seeds(request.request_id, request.num_candidates, request.seed))
         keys = [video_object_key(request.tenant, str(request.request_id), i) for i in range(len(prompts))]
+        uploading = False
         try:
+            self.server.activate(version)
             result = generate(
                 self.server.pipe,
                 prompts,
@@ -165,26 +228,34 @@ class Worker:
                 num_inference_steps=self.settings.inference_steps,
             )
             timings.update(result.timings)
-            tick = time.perf_counter()
+            tick, uploading = time.perf_counter(), True
             # Encoding is mostly FFmpeg's native work and uploads wait on the network: each
             # candidate is uploaded as soon as it is encoded, side by side with the others.
-            spent = list(
-                self.store_pool.map(self.store_video, keys, result.videos, [request.fps] * len(keys))
-            )
+            futures = [
+                self.store_pool.submit(self.store_video, key, video, request.fps)
+                for key, video in zip(keys, result.videos, strict=True)
+            ]
+            wait(futures)  # every upload has ended, done or failed, before the request's fate is settled
+            spent = [future.result() for future in futures]
             timings["store_s"] = time.perf_counter() - tick
             timings["encode_s"] = sum(encode for encode, _ in spent)
             timings["upload_s"] = sum(upload for _, upload in spent)
+        except SERVICE_ERRORS:
+            raise  # not the request's fault: run() reads its message again
         except Exception as exc:  # a failed request is recorded and reported, never retried forever
-            log.exception("request %s failed", request.request_id)
-            self.finish(request, route, timings, status="failed", error=f"{exc.__class__.__name__}: {exc}")
+            log.exception("request %s failed on %s (%s)", request.request_id, model_version, route)
+            if uploading:
+                self.discard_uploads(keys)
+            error = f"{exc.__class__.__name__}: {exc}"
+            self.finish(request, route, model_version, timings, status="failed", error=error)
             self.publish(
                 GenerationEvent(
                     request_id=request.request_id,
                     tenant=request.tenant,
                     status="failed",
-                    model_version=self.server.active_version,
+                    model_version=model_version,
                     route=route,
-                    error=str(exc)[:500],
+                    error=error[:500],
                 )
             )
             return
@@ -192,6 +263,7 @@ class Worker:
         self.finish(
             request,
             route,
+            model_version,
             timings,
             status="succeeded",
             candidates=list(zip(prompts, seeds, keys, strict=True)),
@@ -201,7 +273,7 @@ class Worker:
                 request_id=request.request_id,
                 tenant=request.tenant,
                 status="succeeded",
-                model_version=self.server.active_version,
+                model_version=model_version,
                 route=route,
                 candidates=keys,
             )
@@ -210,7 +282,7 @@ class Worker:
             "request %s: %d candidates by %s (%s) in %.2fs",
             request.request_id,
             len(keys),
-            self.server.active_version,
+            model_version,
             route,
             timings["total_s"],
         )
@@ -225,10 +297,19 @@ class Worker:
         self.store.put_bytes(VIDEOS_BUCKET, key, data, content_type="video/mp4")
         return encoded - start, time.perf_counter() - encoded
 
+    def discard_uploads(self, keys: list[str]) -> None:
+        """A failed request keeps no videos: remove what its candidates uploaded (best effort)."""
+        for key in keys:
+            try:
+                self.store.remove(VIDEOS_BUCKET, key)
+            except ObjectStoreError as exc:
+                log.warning("could not remove %s of a failed request: %s", key, exc)
+
     def finish(
         self,
         request: PromptRequest,
         route: str,
+        model_version: str,
         timings: dict[str, float],
         *,
         status: str,
@@ -267,7 +348,7 @@ class Worker:
                 {
                     "status": status,
                     "route": route,
-                    "version": self.server.active_version,
+                    "version": model_version,
                     "timings": json.dumps({k: round(v, 4) for k, v in timings.items()}),
                     "error": error,
                     "id": str(request.request_id),
@@ -327,26 +408,37 @@ class Worker:
         return int(weight or 0)
 
     def aliases(self) -> dict[str, Any]:
-        """The registry's champion and challenger versions, refreshed every ALIAS_REFRESH_S seconds."""
+        """The registry's champion and challenger versions, refreshed every ALIAS_REFRESH_S seconds.
+
+        While the registry cannot be reached, the versions it named last keep serving.
+        """
+        from mlflow.exceptions import MlflowException
+
         from inference.model import resolve_alias
 
-        if self.registry is not None and time.monotonic() - self._aliases_at > ALIAS_REFRESH_S:
-            self._aliases = {
-                alias: resolve_alias(self.registry, alias, self.settings.registered_model)
-                for alias in (CHAMPION_ALIAS, CHALLENGER_ALIAS)
-            }
+        if self.registry is None:
+            return {}
+        if self._aliases is None or time.monotonic() - self._aliases_at > ALIAS_REFRESH_S:
+            try:
+                self._aliases = {
+                    alias: resolve_alias(self.registry, alias, self.settings.registered_model)
+                    for alias in (CHAMPION_ALIAS, CHALLENGER_ALIAS)
+                }
+            except (MlflowException, OSError) as exc:  # OSError: the HTTP client's connection errors
+                if self._aliases is None:
+                    raise RegistryUnavailable(f"model registry unreachable: {exc}") from exc
+                log.warning("model registry unreachable (%s): serving the versions it named last", exc)
             self._aliases_at = time.monotonic()
         return self._aliases
 
-    def select_model(self, request: PromptRequest) -> str:
-        """Activate the version the request is routed to; the base model when no version has the alias."""
+    def choose_model(self, request: PromptRequest) -> tuple[str, Any]:
+        """The request's route and the version serving it: ``base`` and None when no version has the alias."""
         versions = self.aliases()
         route = route_for(request.request_id, self.challenger_weight())
         if route == CHALLENGER_ALIAS and versions.get(CHALLENGER_ALIAS) is None:
             route = CHAMPION_ALIAS
         version = versions.get(route)
-        self.server.activate(version)
-        return route if version is not None else "base"
+        return (route if version is not None else BASE_ROUTE), version
 
 
 def _kafka_lag_s(record: Any, received: datetime) -> float | None:

@@ -9,23 +9,33 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from abc import ABC, abstractmethod
 from importlib.metadata import version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from adfame import health
-from adfame.contracts import BUCKETS, MLFLOW_BUCKET
+from adfame.contracts import BUCKETS, MLFLOW_BUCKET, MODELS_BUCKET
 from adfame.health import Probe
 from adfame.mlflow_setup import mlflow_environment
 from adfame.settings import PROJECT_ROOT, Settings
 from adfame.stack import StackError, install
-from adfame.stack.process import PidFile
+from adfame.stack.process import PidFile, tail
+
+if TYPE_CHECKING:
+    from adfame.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+# Written and removed by `stack up` to prove the object store accepts writes.
+_WRITE_CHECK_KEY = ".adfame/write-check"
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -234,6 +244,9 @@ class ObjectStoreServer(Service):
             f"-master.port={s.seaweedfs_master_port}",
             f"-volume.port={s.seaweedfs_volume_port}",
             "-master.volumeSizeLimitMB=1024",
+            # One master, no peers to wait for: elect it at once after a restart (10 s by default, and
+            # until then the store answers reads but no write can get a volume).
+            "-master.electionTimeout=1s",
             "-volume.max=0",
             "-filer",
             f"-filer.port={s.seaweedfs_filer_port}",
@@ -251,6 +264,28 @@ class ObjectStoreServer(Service):
         store = ObjectStore(self.settings)
         for bucket in BUCKETS:
             store.ensure_bucket(bucket)
+        self._wait_until_writable(store)
+
+    def _wait_until_writable(self, store: ObjectStore) -> None:
+        """Up means writable: the gateway answers reads at once, but after a restart a write waits
+        (seconds) until the master has its volume server back. Put and remove a marker to be sure."""
+        from adfame.storage import ObjectStoreError
+
+        start = time.monotonic()
+        while True:
+            try:
+                store.put_bytes(MODELS_BUCKET, _WRITE_CHECK_KEY, b"ok")
+                store.remove(MODELS_BUCKET, _WRITE_CHECK_KEY)
+                break
+            except ObjectStoreError as exc:
+                if time.monotonic() - start > self.settings.start_timeout:
+                    raise StackError(
+                        f"s3 accepts no writes {self.settings.start_timeout:.0f}s after starting ({exc}); "
+                        f"its log is {self.log_path}:\n{tail(self.log_path)}"
+                    ) from exc
+                time.sleep(0.5)
+        if (waited := time.monotonic() - start) > 1.0:
+            log.info("%-22s accepts writes after %.1fs more", self.name, waited)
 
 
 class Kafka(Service):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
 from adfame import health
@@ -30,3 +34,14 @@ def stack_is_up() -> None:
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return get_settings()
+
+
+@pytest.fixture(scope="session")
+def train_lora() -> Callable[..., Path]:
+    """The unit tests' LoRA maker (tests/ is not a package, so its module is loaded by path)."""
+    path = Path(__file__).resolve().parents[1] / "unit" / "inference" / "lora_fixtures.py"
+    spec = importlib.util.spec_from_file_location("lora_fixtures", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.train_lora

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -30,18 +30,8 @@ SEEDS = [3, 4]
 SMALL = {"num_frames": 5, "height": 32, "width": 32}
 
 
-def _train_lora():
-    """The LoRA helper of the unit tests (tests/ is not a package, so it is loaded by path)."""
-    path = Path(__file__).resolve().parents[1] / "unit" / "inference" / "lora_fixtures.py"
-    spec = importlib.util.spec_from_file_location("lora_fixtures", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.train_lora
-
-
 def test_serve_the_challenger_lora_on_tiny_wan_from_the_object_store(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, train_lora: Callable[..., Path]
 ) -> None:
     store = ObjectStore(settings)
     local = settings.model_copy(update={"cache_dir": tmp_path / "cache"})
@@ -54,7 +44,7 @@ def test_serve_the_challenger_lora_on_tiny_wan_from_the_object_store(
 
     server = ModelServer(DEFAULT_MODEL_URI, store=store, settings=local)
     model_dir = resolve_source(DEFAULT_MODEL_URI, store=store, settings=local)  # the cached download
-    lora_dir = _train_lora()(model_dir, tmp_path / "lora", target=1.0, rank=4)
+    lora_dir = train_lora(model_dir, tmp_path / "lora", target=1.0, rank=4)
 
     client = configure_mlflow(settings)
     mlflow.set_experiment(f"adfame-test-{uuid.uuid4().hex[:8]}")

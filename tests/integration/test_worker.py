@@ -8,19 +8,29 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import mlflow
 import pytest
 from sqlalchemy import text
 
 from adfame import db
-from adfame.contracts import GENERATIONS_TOPIC, PROMPTS_DLQ_TOPIC, PROMPTS_TOPIC, VIDEOS_BUCKET
+from adfame.contracts import (
+    CHALLENGER_ALIAS,
+    CHAMPION_ALIAS,
+    GENERATIONS_TOPIC,
+    PROMPTS_DLQ_TOPIC,
+    PROMPTS_TOPIC,
+    VIDEOS_BUCKET,
+)
 from adfame.messaging import create_consumer, create_producer, decode_json
+from adfame.mlflow_setup import configure_mlflow
 from adfame.schemas import PromptRequest
+from adfame.stack.manager import Stack
 from adfame.storage import ObjectStore
-from inference.jobs import submit, wait_for_job
-from inference.model import init_default_model
+from inference.jobs import get_job, submit, wait_for_job
+from inference.model import DEFAULT_MODEL_URI, init_default_model, resolve_source
 from inference.variations import candidate_seeds, expand
 from inference.video import read_mp4_info
 
@@ -51,6 +61,16 @@ def worker(tmp_path) -> Iterator[subprocess.Popen]:
     yield proc
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
+
+
+def wait_for_log(folder: Path, line: str, timeout_s: float) -> str:
+    """The workers' logs in ``folder`` once one of them has ``line`` (or the deadline passed)."""
+    deadline = time.monotonic() + timeout_s
+    logs = ""
+    while line not in logs and time.monotonic() < deadline:
+        time.sleep(0.5)
+        logs = "".join(log.read_text() for log in folder.glob("worker-*.log"))
+    return logs
 
 
 def events_for(request_ids: set[str], timeout_s: float = 30) -> list[dict]:
@@ -197,3 +217,91 @@ def test_killed_worker_loses_nothing_and_duplicates_nothing(settings, tmp_path) 
         keys = [o.key for o in store.list(VIDEOS_BUCKET, f"adidas/{job.request_id}/")]
         assert sorted(keys) == sorted(c.object_key for c in job.candidates)
     assert {e["request_id"] for e in events_for(set(ids), timeout_s=60)} == set(ids)
+
+
+def test_registry_versions_serve_by_route_and_a_broken_one_fails_only_its_requests(
+    settings, tmp_path, train_lora: Callable[..., Path]
+) -> None:
+    """Champion: a real LoRA. Challenger at 100 % of the canary: a version whose files are gone."""
+    engine = db.engine()
+    store = ObjectStore(settings)
+    lora_dir = train_lora(resolve_source(DEFAULT_MODEL_URI, store=store), tmp_path / "lora", target=1.0)
+    client = configure_mlflow(settings)
+    mlflow.set_experiment(f"adfame-test-{uuid.uuid4().hex[:8]}")
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(str(lora_dir), artifact_path="lora")
+    name = f"adfame-test-worker-{uuid.uuid4().hex[:8]}"
+    client.create_registered_model(name)
+    try:
+        run_id = run.info.run_id
+        champion, broken = (
+            client.create_model_version(name, source=f"runs:/{run_id}/{folder}", run_id=run_id).version
+            for folder in ("lora", "deleted-lora")
+        )
+        client.set_registered_model_alias(name, CHAMPION_ALIAS, champion)
+        client.set_registered_model_alias(name, CHALLENGER_ALIAS, broken)
+        proc = start_worker(tmp_path, ADFAME_REGISTERED_MODEL=name)
+        producer = create_producer()
+        try:
+            served = PromptRequest(tenant="puma", prompt="a sneaker rotates on a pedestal")
+            submit(served, engine=engine, producer=producer)
+            job = wait_for_job(engine, served.request_id, timeout_s=240)
+            assert (job.status, job.route) == ("succeeded", "champion")
+            assert job.model_version == f"{name}/{champion}"
+
+            with engine.begin() as conn:
+                conn.execute(
+                    text(
+                        "insert into deployments (model_name, model_version, alias, traffic_weight, state) "
+                        "values (:name, :version, :alias, 100, 'canary')"
+                    ),
+                    {"name": name, "version": broken, "alias": CHALLENGER_ALIAS},
+                )
+            failing = PromptRequest(tenant="puma", prompt="a sneaker on a wet street at night")
+            submit(failing, engine=engine, producer=producer)
+            job = wait_for_job(engine, failing.request_id, timeout_s=120)
+            assert (job.status, job.route, job.model_version) == ("failed", "challenger", f"{name}/{broken}")
+            assert "could not download the LoRA" in job.error and "deleted-lora" in job.error
+            assert not job.candidates
+            assert not list(store.list(VIDEOS_BUCKET, f"puma/{failing.request_id}/"))
+            assert proc.poll() is None, "the worker must outlive a request that fails"
+        finally:
+            producer.close()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+            with engine.begin() as conn:
+                conn.execute(text("delete from deployments where model_name = :name"), {"name": name})
+    finally:
+        client.delete_registered_model(name)
+    events = {e["request_id"]: e for e in events_for({str(served.request_id), str(failing.request_id)})}
+    assert (events[str(served.request_id)]["status"], events[str(served.request_id)]["route"]) == (
+        "succeeded",
+        "champion",
+    )
+    assert (events[str(failing.request_id)]["status"], events[str(failing.request_id)]["route"]) == (
+        "failed",
+        "challenger",
+    )
+
+
+def test_an_object_store_outage_delays_a_request_and_loses_nothing(settings, worker, tmp_path) -> None:
+    engine = db.engine()
+    stack = Stack(settings)
+    request = PromptRequest(tenant="reebok", prompt="a runner crosses a bridge at dawn")
+    producer = create_producer()
+    assert "worker in group" in wait_for_log(tmp_path, "worker in group", 120)  # warm, model loaded
+    stack.down(["s3"])
+    try:
+        submit(request, engine=engine, producer=producer)
+        logs = wait_for_log(tmp_path, "reading the message again", 120)
+        assert "ObjectStoreError" in logs and "reading the message again" in logs, logs[-3000:]
+        job = get_job(engine, request.request_id)
+        assert job is not None and job.status == "running", "an outage must not fail the request"
+    finally:
+        producer.close()
+        stack.up(["s3"])
+    job = wait_for_job(engine, request.request_id, timeout_s=180)
+    assert job.status == "succeeded" and [c.index for c in job.candidates] == [0, 1, 2, 3, 4]
+    keys = [o.key for o in ObjectStore(settings).list(VIDEOS_BUCKET, f"reebok/{request.request_id}/")]
+    assert sorted(keys) == sorted(c.object_key for c in job.candidates)
+    assert [e["status"] for e in events_for({str(request.request_id)})] == ["succeeded"]
