@@ -243,6 +243,8 @@ class ObjectStoreServer(Service):
             f"-ip.bind={s.host}",
             f"-master.port={s.seaweedfs_master_port}",
             f"-volume.port={s.seaweedfs_volume_port}",
+            # Its default 10 s of grace lets other volume servers take over; here there are none.
+            "-volume.preStopSeconds=0",
             "-master.volumeSizeLimitMB=1024",
             # One master, no peers to wait for: elect it at once after a restart (10 s by default, and
             # until then the store answers reads but no write can get a volume).
