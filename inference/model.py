@@ -7,7 +7,6 @@ switching version swaps adapter weights in place instead of reloading the model
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
 import logging
@@ -17,7 +16,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -82,20 +81,29 @@ def download_model(uri: str, store: ObjectStore, cache_root: Path) -> Path:
             "(publish one with `adfame model init`)"
         )
     digest = hashlib.sha256("\n".join(f"{o.key} {o.etag}" for o in objects).encode()).hexdigest()[:16]
-    target = cache_root / bucket / prefix / digest
+
+    def fetch(folder: Path) -> None:
+        for obj in objects:
+            local = folder / obj.key[len(prefix) + 1 :]
+            local.parent.mkdir(parents=True, exist_ok=True)
+            store.get_file(bucket, obj.key, local)
+
+    return _filled_once(cache_root / bucket / prefix / digest, fetch)
+
+
+def _filled_once(target: Path, fill: Callable[[Path], None]) -> Path:
+    """``target``, filled by ``fill`` unless it exists: in a temporary sibling renamed into place,
+    so a concurrent reader never sees half a folder and a failed fill leaves nothing behind."""
     if target.is_dir():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))
     try:
-        for obj in objects:
-            local = partial / obj.key[len(prefix) + 1 :]
-            local.parent.mkdir(parents=True, exist_ok=True)
-            store.get_file(bucket, obj.key, local)
+        fill(partial)
         try:
             os.rename(partial, target)
         except OSError:
-            if not target.is_dir():  # not a concurrent download that won the race
+            if not target.is_dir():  # not a concurrent fill that won the race
                 raise
     finally:
         shutil.rmtree(partial, ignore_errors=True)
@@ -409,23 +417,30 @@ def resolve_alias(client: Any, alias: str, name: str = REGISTERED_MODEL) -> Mode
     return ModelVersionRef(name=version.name, version=str(version.version), lora_uri=version.source)
 
 
-@contextlib.contextmanager
-def _local_lora(uri: str, tracking_uri: str | None = None) -> Iterator[Path]:
-    """A local path for the LoRA at ``uri``; MLflow artifacts are downloaded to a temporary folder."""
-    local = Path(uri).expanduser()
-    if "://" not in uri and local.exists():
-        yield local
-        return
+def local_lora(version: ModelVersionRef, cache_root: Path, tracking_uri: str | None = None) -> Path:
+    """A local folder with ``version``'s LoRA, downloaded from MLflow once per registry version.
+
+    A registered version's files never change, so switching back and forth between the champion
+    and the challenger (a canary) reads them from disk instead of the artifact store each time.
+    """
+    local = Path(version.lora_uri).expanduser()
+    if "://" not in version.lora_uri and local.exists():
+        return local
     import mlflow
 
-    with tempfile.TemporaryDirectory(prefix="adfame-lora-") as tmp:
+    def download(folder: Path) -> None:
         try:
-            path = mlflow.artifacts.download_artifacts(
-                artifact_uri=uri, dst_path=tmp, tracking_uri=tracking_uri
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=version.lora_uri, dst_path=str(folder), tracking_uri=tracking_uri
             )
         except Exception as exc:  # MLflow raises its own, boto3's and OS errors alike
-            raise OSError(f"could not download the LoRA at {uri}: {exc}") from exc
-        yield Path(path)
+            raise OSError(f"could not download the LoRA at {version.lora_uri}: {exc}") from exc
+
+    key = hashlib.sha256(f"{version.label}\n{version.lora_uri}".encode()).hexdigest()[:16]
+    folder = _filled_once(cache_root / key, download)
+    # download_artifacts puts a folder artifact under its own name, a file as itself.
+    (content,) = list(folder.iterdir())
+    return content
 
 
 class ModelServer:
@@ -437,7 +452,8 @@ class ModelServer:
     in; it replaces the adapter instead (still without reloading the base).
     ``max_lora_rank`` should be at least the rank of every LoRA served (a torch.compile'd
     transformer would otherwise recompile).
-    MLflow URIs resolve against ``tracking_uri``, by default this process's MLflow set-up.
+    MLflow URIs resolve against ``tracking_uri``, by default this process's MLflow set-up;
+    each version's files are downloaded once, into the settings' cache folder.
     """
 
     def __init__(
@@ -454,6 +470,7 @@ class ModelServer:
         self.base_source = base_source
         self.max_lora_rank = max_lora_rank
         self.tracking_uri = tracking_uri
+        self.lora_cache = (settings or get_settings()).cache_dir / "loras"
         self.pipe = load_pipeline(base_source, device, dtype, store=store, settings=settings)
         self._loaded: ModelVersionRef | None = None  # the version whose weights sit in the adapter
         self._active: ModelVersionRef | None = None
@@ -483,22 +500,22 @@ class ModelServer:
             log.info("serving %s", self.active_version)
 
     def _load(self, version: ModelVersionRef) -> None:
-        with _local_lora(version.lora_uri, self.tracking_uri) as path:
-            if self._loaded is not None:
-                try:
-                    self.pipe.load_lora_weights(path, adapter_name=_LORA_ADAPTER, hotswap=True)
-                    self._loaded = version
-                    return
-                except (RuntimeError, ValueError) as exc:
-                    # Hot-swapping needs the new LoRA to adapt no module the first one left alone.
-                    log.warning("hot-swapping in %s failed (%s); loading it afresh", version.label, exc)
-                    self._discard_adapter()
+        path = local_lora(version, self.lora_cache, self.tracking_uri)
+        if self._loaded is not None:
             try:
-                self.pipe.enable_lora_hotswap(target_rank=self.max_lora_rank)
-                self.pipe.load_lora_weights(path, adapter_name=_LORA_ADAPTER)
-            except Exception:
+                self.pipe.load_lora_weights(path, adapter_name=_LORA_ADAPTER, hotswap=True)
+                self._loaded = version
+                return
+            except (RuntimeError, ValueError) as exc:
+                # Hot-swapping needs the new LoRA to adapt no module the first one left alone.
+                log.warning("hot-swapping in %s failed (%s); loading it afresh", version.label, exc)
                 self._discard_adapter()
-                raise
+        try:
+            self.pipe.enable_lora_hotswap(target_rank=self.max_lora_rank)
+            self.pipe.load_lora_weights(path, adapter_name=_LORA_ADAPTER)
+        except Exception:
+            self._discard_adapter()
+            raise
         self._loaded = version
 
     def _discard_adapter(self) -> None:

@@ -75,5 +75,13 @@ def test_serve_the_challenger_lora_on_tiny_wan_from_the_object_store(
             ]
         )
         assert difference > 1.0
+
+        # A registry version is downloaded once: a worker without MLflow serves it from the cache.
+        offline = ModelServer(
+            DEFAULT_MODEL_URI, store=store, settings=local, tracking_uri="http://127.0.0.1:9"
+        )
+        again = offline.generate(ref, PROMPTS, SEEDS, **SMALL)
+        assert offline.active_version == f"{name}/{version.version}"
+        assert all(np.array_equal(a, b) for a, b in zip(challenger.videos, again.videos, strict=True))
     finally:
         client.delete_registered_model(name)
