@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,3 +48,43 @@ def train_lora() -> Callable[..., Path]:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.train_lora
+
+
+@dataclass(frozen=True)
+class RegistryLora:
+    """A registered model of the test's own, and an MLflow run holding a real LoRA under ``lora``."""
+
+    client: Any  # MlflowClient
+    name: str
+    run_id: str
+
+    def add_version(self, folder: str = "lora") -> str:
+        """A version whose files are the run's ``folder``; returns its number."""
+        source = f"runs:/{self.run_id}/{folder}"
+        return str(self.client.create_model_version(self.name, source=source, run_id=self.run_id).version)
+
+
+@pytest.fixture()
+def registry_lora(
+    settings: Settings, tmp_path: Path, train_lora: Callable[..., Path]
+) -> Iterator[RegistryLora]:
+    """A LoRA trained a few steps on the published tiny-wan, logged to MLflow; the model is deleted after."""
+    import mlflow
+
+    from adfame.mlflow_setup import configure_mlflow
+    from adfame.storage import ObjectStore
+    from inference.model import init_default_model, resolve_source
+
+    store = ObjectStore(settings)
+    model_dir = resolve_source(init_default_model(settings, store), store=store)
+    lora_dir = train_lora(model_dir, tmp_path / "registry-lora", target=1.0, rank=4)
+    client = configure_mlflow(settings)
+    mlflow.set_experiment(f"adfame-test-{uuid.uuid4().hex[:8]}")
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(str(lora_dir), artifact_path="lora")
+    name = f"adfame-test-lora-{uuid.uuid4().hex[:8]}"
+    client.create_registered_model(name)
+    try:
+        yield RegistryLora(client, name, run.info.run_id)
+    finally:
+        client.delete_registered_model(name)

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pytest
 
 from adfame.contracts import CHALLENGER_ALIAS, CHAMPION_ALIAS, MODELS_BUCKET
-from adfame.mlflow_setup import configure_mlflow
 from adfame.settings import Settings
 from adfame.storage import ObjectStore
 from inference.model import (
@@ -20,7 +16,6 @@ from inference.model import (
     ModelServer,
     init_default_model,
     resolve_alias,
-    resolve_source,
 )
 
 pytestmark = pytest.mark.integration
@@ -31,7 +26,7 @@ SMALL = {"num_frames": 5, "height": 32, "width": 32}
 
 
 def test_serve_the_challenger_lora_on_tiny_wan_from_the_object_store(
-    settings: Settings, tmp_path: Path, train_lora: Callable[..., Path]
+    settings: Settings, tmp_path: Path, registry_lora
 ) -> None:
     store = ObjectStore(settings)
     local = settings.model_copy(update={"cache_dir": tmp_path / "cache"})
@@ -43,45 +38,27 @@ def test_serve_the_challenger_lora_on_tiny_wan_from_the_object_store(
     assert store.stat(MODELS_BUCKET, f"{DEFAULT_MODEL_PREFIX}/model_index.json") == index
 
     server = ModelServer(DEFAULT_MODEL_URI, store=store, settings=local)
-    model_dir = resolve_source(DEFAULT_MODEL_URI, store=store, settings=local)  # the cached download
-    lora_dir = train_lora(model_dir, tmp_path / "lora", target=1.0, rank=4)
+    client, name = registry_lora.client, registry_lora.name
+    assert resolve_alias(client, CHALLENGER_ALIAS, name=name) is None
+    version = registry_lora.add_version()
+    client.set_registered_model_alias(name, CHALLENGER_ALIAS, version)
 
-    client = configure_mlflow(settings)
-    mlflow.set_experiment(f"adfame-test-{uuid.uuid4().hex[:8]}")
-    with mlflow.start_run() as run:
-        mlflow.log_artifacts(str(lora_dir), artifact_path="lora")
-    name = f"adfame-test-lora-{uuid.uuid4().hex[:8]}"
-    client.create_registered_model(name)
-    try:
-        assert resolve_alias(client, CHALLENGER_ALIAS, name=name) is None
-        version = client.create_model_version(
-            name, source=f"runs:/{run.info.run_id}/lora", run_id=run.info.run_id
-        )
-        client.set_registered_model_alias(name, CHALLENGER_ALIAS, version.version)
+    ref = resolve_alias(client, CHALLENGER_ALIAS, name=name)
+    assert ref is not None and ref.version == version
+    assert resolve_alias(client, CHAMPION_ALIAS, name=name) is None
 
-        ref = resolve_alias(client, CHALLENGER_ALIAS, name=name)
-        assert ref is not None and ref.version == str(version.version)
-        assert resolve_alias(client, CHAMPION_ALIAS, name=name) is None
+    base = server.generate(None, PROMPTS, SEEDS, **SMALL)
+    transformer = server.pipe.transformer
+    challenger = server.generate(ref, PROMPTS, SEEDS, **SMALL)
+    assert server.active_version == f"{name}/{version}"
+    assert server.pipe.transformer is transformer
+    difference = np.mean(
+        [np.abs(a.astype(np.int16) - b).mean() for a, b in zip(base.videos, challenger.videos, strict=True)]
+    )
+    assert difference > 1.0
 
-        base = server.generate(None, PROMPTS, SEEDS, **SMALL)
-        transformer = server.pipe.transformer
-        challenger = server.generate(ref, PROMPTS, SEEDS, **SMALL)
-        assert server.active_version == f"{name}/{version.version}"
-        assert server.pipe.transformer is transformer
-        difference = np.mean(
-            [
-                np.abs(a.astype(np.int16) - b).mean()
-                for a, b in zip(base.videos, challenger.videos, strict=True)
-            ]
-        )
-        assert difference > 1.0
-
-        # A registry version is downloaded once: a worker without MLflow serves it from the cache.
-        offline = ModelServer(
-            DEFAULT_MODEL_URI, store=store, settings=local, tracking_uri="http://127.0.0.1:9"
-        )
-        again = offline.generate(ref, PROMPTS, SEEDS, **SMALL)
-        assert offline.active_version == f"{name}/{version.version}"
-        assert all(np.array_equal(a, b) for a, b in zip(challenger.videos, again.videos, strict=True))
-    finally:
-        client.delete_registered_model(name)
+    # A registry version is downloaded once: a worker without MLflow serves it from the cache.
+    offline = ModelServer(DEFAULT_MODEL_URI, store=store, settings=local, tracking_uri="http://127.0.0.1:9")
+    again = offline.generate(ref, PROMPTS, SEEDS, **SMALL)
+    assert offline.active_version == f"{name}/{version}"
+    assert all(np.array_equal(a, b) for a, b in zip(challenger.videos, again.videos, strict=True))

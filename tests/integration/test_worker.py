@@ -8,10 +8,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import mlflow
 import pytest
 from kafka import TopicPartition
 from sqlalchemy import text
@@ -26,12 +25,11 @@ from adfame.contracts import (
     VIDEOS_BUCKET,
 )
 from adfame.messaging import create_consumer, create_producer, decode_json
-from adfame.mlflow_setup import configure_mlflow
 from adfame.schemas import PromptRequest
 from adfame.stack.manager import Stack
 from adfame.storage import ObjectStore
 from inference.jobs import get_job, submit, wait_for_job
-from inference.model import DEFAULT_MODEL_URI, init_default_model, resolve_source
+from inference.model import init_default_model
 from inference.variations import candidate_seeds, expand
 from inference.video import read_mp4_info
 
@@ -237,59 +235,46 @@ def test_killed_worker_loses_nothing_and_duplicates_nothing(settings, tmp_path) 
 
 
 def test_registry_versions_serve_by_route_and_a_broken_one_fails_only_its_requests(
-    settings, tmp_path, train_lora: Callable[..., Path]
+    settings, tmp_path, registry_lora
 ) -> None:
     """Champion: a real LoRA. Challenger at 100 % of the canary: a version whose files are gone."""
     engine = db.engine()
     store = ObjectStore(settings)
-    lora_dir = train_lora(resolve_source(DEFAULT_MODEL_URI, store=store), tmp_path / "lora", target=1.0)
-    client = configure_mlflow(settings)
-    mlflow.set_experiment(f"adfame-test-{uuid.uuid4().hex[:8]}")
-    with mlflow.start_run() as run:
-        mlflow.log_artifacts(str(lora_dir), artifact_path="lora")
-    name = f"adfame-test-worker-{uuid.uuid4().hex[:8]}"
-    client.create_registered_model(name)
+    client, name = registry_lora.client, registry_lora.name
+    champion, broken = registry_lora.add_version("lora"), registry_lora.add_version("deleted-lora")
+    client.set_registered_model_alias(name, CHAMPION_ALIAS, champion)
+    client.set_registered_model_alias(name, CHALLENGER_ALIAS, broken)
+    proc = start_worker(tmp_path, ADFAME_REGISTERED_MODEL=name)
+    producer = create_producer()
     try:
-        run_id = run.info.run_id
-        champion, broken = (
-            client.create_model_version(name, source=f"runs:/{run_id}/{folder}", run_id=run_id).version
-            for folder in ("lora", "deleted-lora")
-        )
-        client.set_registered_model_alias(name, CHAMPION_ALIAS, champion)
-        client.set_registered_model_alias(name, CHALLENGER_ALIAS, broken)
-        proc = start_worker(tmp_path, ADFAME_REGISTERED_MODEL=name)
-        producer = create_producer()
-        try:
-            served = PromptRequest(tenant="puma", prompt="a sneaker rotates on a pedestal")
-            submit(served, engine=engine, producer=producer)
-            job = wait_for_job(engine, served.request_id, timeout_s=240)
-            assert (job.status, job.route) == ("succeeded", "champion")
-            assert job.model_version == f"{name}/{champion}"
+        served = PromptRequest(tenant="puma", prompt="a sneaker rotates on a pedestal")
+        submit(served, engine=engine, producer=producer)
+        job = wait_for_job(engine, served.request_id, timeout_s=240)
+        assert (job.status, job.route) == ("succeeded", "champion")
+        assert job.model_version == f"{name}/{champion}"
 
-            with engine.begin() as conn:
-                conn.execute(
-                    text(
-                        "insert into deployments (model_name, model_version, alias, traffic_weight, state) "
-                        "values (:name, :version, :alias, 100, 'canary')"
-                    ),
-                    {"name": name, "version": broken, "alias": CHALLENGER_ALIAS},
-                )
-            failing = PromptRequest(tenant="puma", prompt="a sneaker on a wet street at night")
-            submit(failing, engine=engine, producer=producer)
-            job = wait_for_job(engine, failing.request_id, timeout_s=120)
-            assert (job.status, job.route, job.model_version) == ("failed", "challenger", f"{name}/{broken}")
-            assert "could not download the LoRA" in job.error and "deleted-lora" in job.error
-            assert not job.candidates
-            assert not list(store.list(VIDEOS_BUCKET, f"puma/{failing.request_id}/"))
-            assert proc.poll() is None, "the worker must outlive a request that fails"
-        finally:
-            producer.close()
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
-            with engine.begin() as conn:
-                conn.execute(text("delete from deployments where model_name = :name"), {"name": name})
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "insert into deployments (model_name, model_version, alias, traffic_weight, state) "
+                    "values (:name, :version, :alias, 100, 'canary')"
+                ),
+                {"name": name, "version": broken, "alias": CHALLENGER_ALIAS},
+            )
+        failing = PromptRequest(tenant="puma", prompt="a sneaker on a wet street at night")
+        submit(failing, engine=engine, producer=producer)
+        job = wait_for_job(engine, failing.request_id, timeout_s=120)
+        assert (job.status, job.route, job.model_version) == ("failed", "challenger", f"{name}/{broken}")
+        assert "could not download the LoRA" in job.error and "deleted-lora" in job.error
+        assert not job.candidates
+        assert not list(store.list(VIDEOS_BUCKET, f"puma/{failing.request_id}/"))
+        assert proc.poll() is None, "the worker must outlive a request that fails"
     finally:
-        client.delete_registered_model(name)
+        producer.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        with engine.begin() as conn:
+            conn.execute(text("delete from deployments where model_name = :name"), {"name": name})
     events = {e["request_id"]: e for e in events_for({str(served.request_id), str(failing.request_id)})}
     assert (events[str(served.request_id)]["status"], events[str(served.request_id)]["route"]) == (
         "succeeded",
