@@ -434,9 +434,9 @@ class Worker:
     def choose_model(self, request: PromptRequest) -> tuple[str, Any]:
         """The request's route and the version serving it: ``base`` and None when no version has the alias."""
         versions = self.aliases()
-        route = route_for(request.request_id, self.challenger_weight())
-        if route == CHALLENGER_ALIAS and versions.get(CHALLENGER_ALIAS) is None:
-            route = CHAMPION_ALIAS
+        route = CHAMPION_ALIAS
+        if versions.get(CHALLENGER_ALIAS) is not None:  # only a canary has a weight to ask PostgreSQL for
+            route = route_for(request.request_id, self.challenger_weight())
         version = versions.get(route)
         return (route if version is not None else BASE_ROUTE), version
 
