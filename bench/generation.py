@@ -5,7 +5,8 @@
 2. Cache speed-up: FirstBlockCache and MagCache (``enable_cache``) against no cache on a larger random Wan
    transformer where the transformer dominates the time, with the mean frame difference they cost.
 3. System overhead on the real stack: Kafka-to-durable time minus pipeline time, as a share of pipeline time
-   (goal: at most 5 %), per request through ``inference.jobs.submit`` and one ``adfame worker``.
+   (goal: at most 5 %), per request through ``inference.jobs.submit`` and one ``adfame worker``; then the
+   encoding of 5 candidates alone, the floor of that overhead on this machine.
 4. Throughput of the same batch of requests with 1 and with 2 workers in the consumer group.
 
 Parts 1 and 2 need no service; 3 and 4 need a healthy stack (``adfame stack up``) and no other consumer on
@@ -659,6 +660,7 @@ def run_stack(args: argparse.Namespace, settings: Settings) -> None:
                     ADFAME_REGISTERED_MODEL=f"bench-larger-{uuid.uuid4().hex[:8]}",
                 )
             print_overhead_summary(tiny, larger)
+            print_encoding_floor(tiny)
         if 4 in args.sections:
             measure_throughput(run, args.batch)
     finally:
@@ -814,6 +816,52 @@ def print_overhead_summary(*runs: OverheadRun | None) -> None:
         f"pipeline time for which {fixed * 1000:.0f} ms is {OVERHEAD_GOAL:.0%}",
         f"{fixed / OVERHEAD_GOAL:.2f} s (5 candidates, 16 frames 64x64)",
     )
+
+
+def smooth_clips(count: int) -> list[np.ndarray]:
+    """Clips of smooth motion (drifting colour waves), the kind of frames a trained model makes."""
+    y, x = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+    clips = []
+    for index in range(count):
+        frames = [
+            np.stack([np.sin((x + 3 * t + 5 * index) / 9 + c) * np.cos(y / 7 + c) for c in range(3)], -1)
+            for t in range(FRAMES)
+        ]
+        clips.append((128 + 100 * np.stack(frames)).clip(0, 255).astype(np.uint8))
+    return clips
+
+
+def time_encoding(clips: Sequence[np.ndarray], repeats: int = 7) -> float:
+    """Median seconds to encode ``clips`` side by side in threads, as the worker's store step does."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from inference.video import encode_mp4
+
+    fps = PromptRequest.model_fields["fps"].default
+    times = []
+    with ThreadPoolExecutor((os.cpu_count() or 1) + 1) as pool:
+        for _ in range(repeats + 1):  # the first one warms up
+            start = time.perf_counter()
+            list(pool.map(encode_mp4, clips, [fps] * len(clips)))
+            times.append(time.perf_counter() - start)
+            time.sleep(IDLE_PAUSE_S)  # like the worker, which encodes after a pipeline, not back to back
+    return float(np.median(times[1:]))
+
+
+def print_encoding_floor(tiny: OverheadRun | None) -> None:
+    """Encoding alone, no service: the part of the overhead the content decides, not the service."""
+    say("\n  -- encoding alone, in this process (no service) --")
+    pipe = build_tiny_wan_pipeline(seed=0)
+    prompts, seeds = request_inputs()
+    shape = {"num_frames": FRAMES, "height": HEIGHT, "width": WIDTH}
+    random_weights = generate(pipe, prompts, seeds, **shape).videos
+    for label, clips in (
+        ("tiny-wan candidates (noise)", random_weights),  # random weights make noise-like frames
+        ("clips of smooth motion", smooth_clips(CANDIDATES)),  # what a trained model makes
+    ):
+        seconds = time_encoding(clips)
+        share = f" = {100 * seconds / tiny.pipeline_s:.1f} % of tiny-wan's pipeline" if tiny else ""
+        figure(f"{CANDIDATES} x {label}", f"{1000 * seconds:.0f} ms side by side{share}")
 
 
 def measure_throughput(run: StackRun, batch: int) -> None:
