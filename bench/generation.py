@@ -839,7 +839,7 @@ def time_encoding(clips: Sequence[np.ndarray], repeats: int = 7) -> float:
 
     fps = PromptRequest.model_fields["fps"].default
     times = []
-    with ThreadPoolExecutor((os.cpu_count() or 1) + 1) as pool:
+    with ThreadPoolExecutor((os.cpu_count() or 1) + 1) as pool:  # sized as the worker's store pool
         for _ in range(repeats + 1):  # the first one warms up
             start = time.perf_counter()
             list(pool.map(encode_mp4, clips, [fps] * len(clips)))
