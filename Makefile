@@ -27,10 +27,11 @@ demo: setup
 	$(ADFAME) api-key create --tenant nike
 	$(ADFAME) stack status
 
-# Lint, then unit and integration tests on the real stack; stops only what it started.
+# Lint, then unit and integration tests on a real stack of the suite's own (tests/stack.env: its own
+# state folder and ports), which the suite starts and stops; a running `make demo` stack is never touched.
 test: setup lint
 	$(ADFAME) stack install --browser
-	$(ADFAME) stack run -- $(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -1,23 +1,53 @@
 """A small client for the Airflow 3 REST API (``/api/v2``), authenticated with a JWT.
 
-Other parts (the feedback trigger, tests, the CLI) use it to trigger DAG runs
-and follow them without importing Airflow itself.
+Other parts (the feedback trigger, tests, the CLI, the ETL demo) use it to trigger DAG runs and
+follow them without importing Airflow itself; ``run_dag`` is the one way to run a DAG and wait.
 """
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 import httpx
 
 from adfame.settings import Settings, get_settings
+from adfame.waiting import WaitTimeout, wait_for
 
 TERMINAL_STATES = frozenset({"success", "failed"})
 
 
 class AirflowError(RuntimeError):
-    """Airflow refused or could not be reached; the message names the call."""
+    """Airflow refused or could not be reached; the message names the call.
+
+    ``status`` is the HTTP status Airflow answered with, or None when it gave no answer
+    (unreachable, or a wait that ran out): callers decide on it, never on the message.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def conflict(self) -> bool:
+        """409: what was asked for exists already (a DAG run with the same id)."""
+        return self.status == HTTPStatus.CONFLICT
+
+
+@dataclass(frozen=True)
+class DagRunResult:
+    """A finished DAG run and its task instances."""
+
+    dag_id: str
+    run_id: str
+    state: str
+    task_instances: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == "success"
 
 
 class AirflowClient:
@@ -48,7 +78,8 @@ class AirflowClient:
         if response.status_code not in (200, 201):
             raise AirflowError(
                 f"Airflow login as {self.settings.airflow_user!r} failed: "
-                f"{response.status_code} {response.text[:200]}"
+                f"{response.status_code} {response.text[:200]}",
+                status=response.status_code,
             )
         return response.json()["access_token"]
 
@@ -73,41 +104,46 @@ class AirflowClient:
             return response
         raise AssertionError("unreachable")
 
-    def _json(self, method: str, path: str, ok: tuple[int, ...] = (200,), **kwargs: Any) -> dict[str, Any]:
+    @staticmethod
+    def _refused(method: str, path: str, response: httpx.Response) -> AirflowError:
+        return AirflowError(
+            f"{method} {path} -> {response.status_code}: {response.text[:300]}", status=response.status_code
+        )
+
+    def _json(
+        self, method: str, path: str, ok: tuple[int, ...] = (200,), missing_ok: bool = False, **kwargs: Any
+    ) -> Any:
+        """The answer's JSON; with ``missing_ok``, None for a 404."""
         response = self.request(method, path, **kwargs)
+        if missing_ok and response.status_code == HTTPStatus.NOT_FOUND:
+            return None
         if response.status_code not in ok:
-            raise AirflowError(f"{method} {path} -> {response.status_code}: {response.text[:300]}")
+            raise self._refused(method, path, response)
         return response.json()
 
     # ---- API --------------------------------------------------------------
     def health(self) -> dict[str, Any]:
         """Health of the metadatabase, scheduler, triggerer and dag processor (no login needed)."""
-        response = self._send("GET", "/api/v2/monitor/health")
-        if response.status_code != 200:
-            raise AirflowError(f"health -> {response.status_code}: {response.text[:200]}")
+        path = "/api/v2/monitor/health"
+        response = self._send("GET", path)
+        if response.status_code != HTTPStatus.OK:
+            raise self._refused("GET", path, response)
         return response.json()
 
     def get_dag(self, dag_id: str) -> dict[str, Any] | None:
-        response = self.request("GET", f"/api/v2/dags/{dag_id}")
-        if response.status_code == 404:
-            return None
-        if response.status_code != 200:
-            raise AirflowError(f"GET dag {dag_id} -> {response.status_code}: {response.text[:300]}")
-        return response.json()
+        return self._json("GET", f"/api/v2/dags/{dag_id}", missing_ok=True)
 
     def wait_for_dag(self, dag_id: str, timeout_s: float = 120.0) -> dict[str, Any]:
         """Wait until the dag processor has parsed the DAG; new DAG files take a moment."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            dag = self.get_dag(dag_id)
-            if dag is not None:
-                return dag
-            if time.monotonic() > deadline:
-                raise AirflowError(
-                    f"DAG {dag_id!r} did not appear in Airflow within {timeout_s:.0f}s; "
-                    "check `adfame stack logs airflow-dag-processor`"
-                )
-            time.sleep(2)
+        try:
+            return wait_for(
+                lambda: self.get_dag(dag_id), what=f"DAG {dag_id!r} parsed", timeout_s=timeout_s, interval_s=2
+            )
+        except WaitTimeout as exc:
+            raise AirflowError(
+                f"DAG {dag_id!r} did not appear in Airflow within {timeout_s:.0f}s; "
+                "check `adfame stack logs airflow-dag-processor`"
+            ) from exc
 
     def set_paused(self, dag_id: str, paused: bool) -> None:
         self._json("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": paused})
@@ -122,27 +158,51 @@ class AirflowClient:
         return self._json("POST", f"/api/v2/dags/{dag_id}/dagRuns", ok=(200,), json=body)
 
     def get_dag_run(self, dag_id: str, run_id: str) -> dict[str, Any] | None:
-        response = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
-        if response.status_code == 404:
-            return None
-        if response.status_code != 200:
-            raise AirflowError(f"GET run {dag_id}/{run_id} -> {response.status_code}: {response.text[:300]}")
-        return response.json()
+        return self._json("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", missing_ok=True)
 
     def list_dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
         return self._json("GET", f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100})["dag_runs"]
 
     def wait_for_dag_run(self, dag_id: str, run_id: str, timeout_s: float = 300.0) -> dict[str, Any]:
         """Poll until the run succeeds or fails; returns the final run."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            run = self.get_dag_run(dag_id, run_id)
-            if run is not None and run["state"] in TERMINAL_STATES:
-                return run
-            if time.monotonic() > deadline:
-                state = run["state"] if run else "missing"
-                raise AirflowError(f"run {dag_id}/{run_id} still {state} after {timeout_s:.0f}s")
-            time.sleep(2)
+        try:
+            return wait_for(
+                lambda: self.get_dag_run(dag_id, run_id),
+                what=f"run {dag_id}/{run_id} finished",
+                timeout_s=timeout_s,
+                interval_s=2,
+                done=lambda run: run is not None and run["state"] in TERMINAL_STATES,
+            )
+        except WaitTimeout as exc:
+            state = exc.last["state"] if exc.last else "missing"
+            raise AirflowError(f"run {dag_id}/{run_id} still {state} after {timeout_s:.0f}s") from exc
+
+    def start_dag_run(
+        self, dag_id: str, conf: dict[str, Any] | None = None, run_id: str | None = None
+    ) -> str:
+        """Trigger a run once the DAG is parsed and unpaused (a paused DAG would leave it queued)."""
+        self.wait_for_dag(dag_id)
+        self.set_paused(dag_id, False)
+        return self.trigger_dag(dag_id, conf, run_id=run_id)["dag_run_id"]
+
+    def run_dag(
+        self,
+        dag_id: str,
+        conf: dict[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        timeout_s: float = 300.0,
+        on_start: Callable[[str], None] | None = None,
+    ) -> DagRunResult:
+        """Start a run and wait for it: the one way the CLI, the ETL demo and the tests run a DAG.
+
+        ``on_start`` gets the run id as soon as Airflow has accepted the run.
+        """
+        started = self.start_dag_run(dag_id, conf, run_id=run_id)
+        if on_start is not None:
+            on_start(started)
+        final = self.wait_for_dag_run(dag_id, started, timeout_s=timeout_s)
+        return DagRunResult(dag_id, started, final["state"], self.task_instances(dag_id, started))
 
     def set_dag_run_state(self, dag_id: str, run_id: str, state: str) -> dict[str, Any]:
         """Mark a run ``success``, ``failed`` or ``queued`` (failing a run stops its running tasks)."""

@@ -107,19 +107,19 @@ def cmd_dags_trigger(args: argparse.Namespace) -> int:
 
     conf = json.loads(args.conf) if args.conf else {}
     with AirflowClient() as client:
-        client.wait_for_dag(args.dag_id)
-        client.set_paused(args.dag_id, False)  # a paused DAG would leave the run queued
-        run = client.trigger_dag(args.dag_id, conf)
-        run_id = run["dag_run_id"]
-        print(f"triggered {args.dag_id} run {run_id}: {client.settings.airflow_url}/dags/{args.dag_id}")
+
+        def announce(run_id: str) -> None:
+            print(f"triggered {args.dag_id} run {run_id}: {client.settings.airflow_url}/dags/{args.dag_id}")
+
         if not args.wait:
+            announce(client.start_dag_run(args.dag_id, conf))
             return 0
-        final = client.wait_for_dag_run(args.dag_id, run_id, timeout_s=args.timeout)
-        for ti in client.task_instances(args.dag_id, run_id):
-            index = ti.get("map_index", -1)
-            print(f"  {ti['task_id']}{f'[{index}]' if index >= 0 else ''}: {ti['state']}")
-        print(f"{args.dag_id} run {run_id}: {final['state']}")
-        return 0 if final["state"] == "success" else 1
+        result = client.run_dag(args.dag_id, conf, timeout_s=args.timeout, on_start=announce)
+    for ti in result.task_instances:
+        index = ti.get("map_index", -1)
+        print(f"  {ti['task_id']}{f'[{index}]' if index >= 0 else ''}: {ti['state']}")
+    print(f"{args.dag_id} run {result.run_id}: {result.state}")
+    return 0 if result.succeeded else 1
 
 
 def cmd_etl_demo(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adfame.contracts import REGISTERED_MODEL, RETRAIN_DAG_ID
@@ -53,7 +53,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     state_dir: Path = default_state_dir()
+    # Installed binaries and jars (shared by every checkout and stack) ...
     cache_dir: Path = Path.home() / ".cache" / "adfame"
+    # ... and downloaded models and LoRAs, which belong to one stack's registry (default: under cache_dir).
+    model_cache_dir: Path | None = None
     # The address the local stack binds to, and where clients find every service
     # unless a per-service host below says otherwise (containers: service names).
     host: str = "127.0.0.1"
@@ -97,6 +100,9 @@ class Settings(BaseSettings):
     airflow_jwt_secret: SecretStr = SecretStr("")
     airflow_fernet_key: SecretStr = SecretStr("")
     airflow_parallelism: int = 4
+    # The log servers of the task runners and the triggerer (two stacks on one host need their own).
+    airflow_worker_log_port: int = 8793
+    airflow_triggerer_log_port: int = 8794
 
     # Generation service
     model_source: str = "s3://adfame-models/base/tiny-wan"
@@ -116,6 +122,12 @@ class Settings(BaseSettings):
 
     # Seconds a service may take to become healthy before `stack up` gives up on it.
     start_timeout: float = 120.0
+
+    @field_validator("state_dir", "cache_dir", "model_cache_dir")
+    @classmethod
+    def _absolute(cls, path: Path | None) -> Path | None:
+        """Relative folders resolve once, here: child processes (Airflow tasks) run in other folders."""
+        return path.expanduser().absolute() if path is not None else None
 
     @model_validator(mode="after")
     def _default_hosts(self) -> Settings:
@@ -163,6 +175,11 @@ class Settings(BaseSettings):
     @property
     def airflow_url(self) -> str:
         return f"http://{self.airflow_host}:{self.airflow_port}"
+
+    @property
+    def models_cache(self) -> Path:
+        """Where downloaded base models and registry LoRAs are kept."""
+        return self.model_cache_dir or self.cache_dir
 
     @property
     def secrets_path(self) -> Path:

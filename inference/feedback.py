@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import threading
 import uuid
 from collections.abc import Callable
@@ -97,7 +96,7 @@ def milestone_run_id(milestone: int) -> str:
 
 def is_conflict(error: Exception) -> bool:
     """Whether Airflow answered 409: a run with this id exists, so the milestone is triggered."""
-    return isinstance(error, AirflowError) and re.search(r"\b409\b", str(error)) is not None
+    return isinstance(error, AirflowError) and error.conflict
 
 
 # ---- recording a selection ------------------------------------------------------------------------

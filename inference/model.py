@@ -116,7 +116,7 @@ def resolve_source(
     """A local model folder for ``source`` (an s3:// model is downloaded first), or a hub id as is."""
     if source.startswith("s3://"):
         settings = settings or get_settings()
-        return download_model(source, store or ObjectStore(settings), settings.cache_dir / "models")
+        return download_model(source, store or ObjectStore(settings), settings.models_cache / "models")
     path = Path(source).expanduser()
     if path.exists():
         if not (path / _INDEX_FILE).is_file():
@@ -470,7 +470,7 @@ class ModelServer:
         self.base_source = base_source
         self.max_lora_rank = max_lora_rank
         self.tracking_uri = tracking_uri
-        self.lora_cache = (settings or get_settings()).cache_dir / "loras"
+        self.lora_cache = (settings or get_settings()).models_cache / "loras"
         self.pipe = load_pipeline(base_source, device, dtype, store=store, settings=settings)
         self._loaded: ModelVersionRef | None = None  # the version whose weights sit in the adapter
         self._active: ModelVersionRef | None = None

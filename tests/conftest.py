@@ -1,4 +1,9 @@
-"""Shared test set-up: Airflow must not write to ~/airflow when a test imports it."""
+"""Shared test set-up: the suite's own stack profile, and Airflow must not write to ~/airflow.
+
+``tests/stack.env`` is applied to the environment before anything reads settings, so every test,
+and every process a test starts, talks to the suite's own stack (its own state folder and ports),
+never to the stack a user started with `make demo`.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +11,37 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from dotenv import dotenv_values
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+STACK_PROFILE = {
+    key: str(PROJECT_ROOT / value) if key.endswith("_DIR") else value
+    for key, value in dotenv_values(Path(__file__).with_name("stack.env")).items()
+    if value is not None
+}
+os.environ.update(STACK_PROFILE)
+# What the suite's stack is started with: the caller's environment and the profile, without the
+# in-process Airflow settings below (a scheduler in unit-test mode would not run tasks).
+STACK_ENVIRONMENT = dict(os.environ)
 
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="adfame-test-airflow-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 # py4j logs from its atexit hook after pytest has closed the streams; that line is noise.
 logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+@pytest.fixture(scope="session")
+def stack_environment() -> dict[str, str]:
+    """The environment the suite's own stack is started with (the profile applied, no test-only Airflow)."""
+    return STACK_ENVIRONMENT
 
 
 @pytest.fixture(scope="session")

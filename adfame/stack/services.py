@@ -255,6 +255,9 @@ class ObjectStoreServer(Service):
             "-s3",
             f"-s3.port={s.s3_port}",
             f"-s3.config={self.dir / 's3.json'}",
+            # Off: catalogs AdFame does not use, on fixed ports a second stack on this host would need.
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
         ]
 
     def probe(self) -> Probe:
@@ -540,6 +543,9 @@ class AirflowScheduler(AirflowComponent):
     name = "airflow-scheduler"
     component = "scheduler"
 
+    def ports(self) -> list[int]:
+        return [self.settings.airflow_worker_log_port]
+
 
 class AirflowDagProcessor(AirflowComponent):
     name = "airflow-dag-processor"
@@ -549,6 +555,9 @@ class AirflowDagProcessor(AirflowComponent):
 class AirflowTriggerer(AirflowComponent):
     name = "airflow-triggerer"
     component = "triggerer"
+
+    def ports(self) -> list[int]:
+        return [self.settings.airflow_triggerer_log_port]
 
 
 class InferenceWorker(Service):
@@ -609,6 +618,8 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__API__BASE_URL": s.airflow_url,
         "AIRFLOW__API__SECRET_KEY": s.airflow_jwt_secret.get_secret_value(),
         "AIRFLOW__API_AUTH__JWT_SECRET": s.airflow_jwt_secret.get_secret_value(),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(s.airflow_worker_log_port),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(s.airflow_triggerer_log_port),
         # New DAG files show up within seconds instead of minutes.
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "15",

@@ -1,8 +1,16 @@
-"""Integration tests run against the real local stack; they stop at once, clearly, when it is not up."""
+"""Integration tests run on the suite's own real stack (tests/stack.env), which they start themselves.
+
+Like testcontainers, the session starts what of that stack is not running and stops, at the end,
+exactly what it started; a stack someone else runs (`make demo`'s) is never reached. Set
+``ADFAME_TEST_KEEP_STACK=1`` to keep the suite's stack running between runs while developing.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,15 +31,28 @@ _PROBES = {
 }
 
 
+ADFAME = str(Path(sys.executable).parent / "adfame")
+
+
 @pytest.fixture(scope="session", autouse=True)
-def stack_is_up() -> None:
+def suite_stack(stack_environment: dict[str, str]) -> Iterator[None]:
+    """The suite's stack, up and healthy for the whole session; stops only what this session started."""
+    from adfame.stack.manager import Stack
+
+    stack = Stack(get_settings())
+    running = {row.name for row in stack.status() if row.pid is not None}
+    result = subprocess.run(
+        [ADFAME, "stack", "up"], env=stack_environment, capture_output=True, text=True, timeout=900
+    )
+    if result.returncode != 0:
+        pytest.fail(f"the test stack did not start:\n{result.stdout}{result.stderr[-3000:]}", pytrace=False)
     down = {name: probe.detail for name, fn in _PROBES.items() if not (probe := fn()).ok}
     if down:
-        pytest.fail(
-            f"the local stack is not healthy ({down}); start it with `adfame stack up` "
-            "or run the suite with `make test`",
-            pytrace=False,
-        )
+        pytest.fail(f"the test stack is not healthy ({down})", pytrace=False)
+    started = [svc.name for svc in stack.select(None) if svc.name not in running]
+    yield
+    if started and os.environ.get("ADFAME_TEST_KEEP_STACK") != "1":
+        stack.down(started)
 
 
 @pytest.fixture(scope="session")

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import re
 import stat
 
+import pytest
+
 from adfame.settings import PROJECT_ROOT, Settings, ensure_secrets
+
+
+@pytest.fixture(autouse=True)
+def _defaults_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests read the defaults: the suite's stack profile (tests/stack.env) must not show through."""
+    for key in [key for key in os.environ if key.startswith("ADFAME_")]:
+        monkeypatch.delenv(key)
 
 
 def test_secrets_are_generated_once_and_private(tmp_path) -> None:

@@ -1,0 +1,7 @@
+"""The SQL of AdFame's tables, one module per table family; every caller reads and writes through these.
+
+- ``requests``: generation requests and their candidates (API, workers, CLI)
+- ``selections``: marketers' picks and the retrain milestones they complete
+- ``deployments``: model versions' traffic weights and states, and monitoring metrics
+- ``datasets``: curated snapshots, their clips and the ETL runs that made them
+"""
