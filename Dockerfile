@@ -1,4 +1,4 @@
-# AdFame's own processes (worker, REST API, dashboard) as one image; see docker-compose.yaml.
+# AdFame's own processes (worker, REST API) as one image; see docker-compose.yaml.
 #   docker build -t adfame:local .
 FROM python:3.11-slim
 
@@ -23,7 +23,7 @@ USER adfame
 WORKDIR /var/lib/adfame
 ENV ADFAME_STATE_DIR=/var/lib/adfame
 
-# REST API and dashboard (only the services that serve them publish them).
-EXPOSE 8000 8501
+# The REST API (only the service that serves it publishes it).
+EXPOSE 8000
 
 CMD ["adfame", "--help"]

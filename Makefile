@@ -15,7 +15,8 @@ $(VENV)/.installed: requirements.lock setup.cfg
 setup: $(VENV)/.installed
 	$(ADFAME) stack install
 
-# Start every service, migrate the schema and run the loop as far as it exists (leaves the stack up).
+# Start every service, migrate the schema and run the loop as far as it exists (leaves the stack up);
+# the last step, `stack status`, says where each UI is and how to log in.
 demo: setup
 	$(ADFAME) stack up
 	$(ADFAME) db upgrade

@@ -56,9 +56,12 @@ def cmd_stack_down(args: argparse.Namespace) -> int:
 
 def cmd_stack_status(args: argparse.Namespace) -> int:
     from adfame.stack.manager import format_status
+    from adfame.stack.shell_env import login_guide
 
-    rows = _stack().status()
+    stack = _stack()
+    rows = stack.status()
     print(format_status(rows))
+    print(f"\n{login_guide(stack.settings)}")
     return 0 if all(r.healthy for r in rows) else 1
 
 
@@ -96,7 +99,11 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from adfame import db
 
     applied = db.upgrade(db.engine())
-    print(f"applied: {', '.join(applied)}" if applied else "database schema is up to date")
+    version = db.current_version(db.engine())
+    if applied:
+        print(f"applied: {', '.join(applied)}; now at version {version}")
+    else:
+        print(f"database schema is up to date (version {version})")
     return 0
 
 
@@ -124,7 +131,7 @@ def cmd_dags_trigger(args: argparse.Namespace) -> int:
 
 def cmd_etl_demo(args: argparse.Namespace) -> int:
     from adfame.settings import get_settings
-    from etl.demo import run_demo
+    from devkit.etl_demo import run_demo
 
     result = run_demo(rows=args.rows, clips=args.clips, parts=args.parts, snapshot_id=args.snapshot_id)
     print(f"nightly_etl run {result['run_id']}: {result['state']}")
@@ -229,13 +236,19 @@ def cmd_api_key_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="adfame", description="AdFame: generated video ads that learn from picks."
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="group", required=True)
+def cmd_api_key_revoke(args: argparse.Namespace) -> int:
+    from adfame.db import engine
+    from inference.auth import parse_key_id, revoke_api_key
 
+    key_id = parse_key_id(args.key) or args.key  # never echo a clear key back to the terminal
+    if not revoke_api_key(engine(), args.key):
+        print(f"adfame: no live API key with id {key_id} (unknown, or revoked already)", file=sys.stderr)
+        return 1
+    print(f"revoked API key {key_id}")
+    return 0
+
+
+def _add_stack_commands(sub: argparse._SubParsersAction) -> None:
     stack = sub.add_parser("stack", help="the local stack of real servers").add_subparsers(
         dest="cmd", required=True
     )
@@ -250,7 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = stack.add_parser("down", help="stop services (all by default)")
     p.add_argument("services", nargs="*", help=SERVICES_HELP)
     p.set_defaults(func=cmd_stack_down)
-    p = stack.add_parser("status", help="each service, its URL and health; exit 1 when any is unhealthy")
+    p = stack.add_parser(
+        "status", help="each service, its URL and health, and how to log in; exit 1 when any is unhealthy"
+    )
     p.set_defaults(func=cmd_stack_status)
     p = stack.add_parser("logs", help="the tail of a service's log")
     p.add_argument("service", nargs="?", help=SERVICES_HELP)
@@ -261,9 +276,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--install", action="store_true", help="install missing prerequisites first")
     p.add_argument("command", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_stack_run)
-
     p = sub.add_parser("env", help='shell exports for the running stack: eval "$(adfame env)"')
     p.set_defaults(func=cmd_env)
+
+
+def _add_pipeline_commands(sub: argparse._SubParsersAction) -> None:
+    """The schema, Airflow DAGs and the curation pipeline."""
+    dbp = sub.add_parser("db", help="the application database").add_subparsers(dest="cmd", required=True)
+    p = dbp.add_parser("upgrade", help="apply the migrations in sql/ that are not applied yet")
+    p.set_defaults(func=cmd_db_upgrade)
 
     dags = sub.add_parser("dags", help="Airflow DAGs through the REST API").add_subparsers(
         dest="cmd", required=True
@@ -285,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshot-id", default="demo")
     p.set_defaults(func=cmd_etl_demo)
 
+
+def _add_serving_commands(sub: argparse._SubParsersAction) -> None:
+    """The model, workers, REST API and its keys."""
     model = sub.add_parser("model", help="the served model").add_subparsers(dest="cmd", required=True)
     p = model.add_parser("init", help="build tiny-wan and publish it to s3://adfame-models/base/tiny-wan")
     p.set_defaults(func=cmd_model_init)
@@ -293,17 +317,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-messages", type=int, default=None, help="stop after this many messages")
     p.set_defaults(func=cmd_worker)
 
+    p = sub.add_parser("api", help="the REST API and the selection page (uvicorn)")
+    p.set_defaults(func=cmd_api)
+
+    keys = sub.add_parser("api-key", help="per-tenant API keys").add_subparsers(dest="cmd", required=True)
+    p = keys.add_parser("create", help="create a key for a tenant; prints it once")
+    p.add_argument("--tenant", required=True)
+    p.set_defaults(func=cmd_api_key_create)
+    p = keys.add_parser("revoke", help="revoke a key, given in clear or by its id; exit 1 when none was live")
+    p.add_argument("key", metavar="KEY_OR_ID")
+    p.set_defaults(func=cmd_api_key_revoke)
+
+
+def _add_traffic_commands(sub: argparse._SubParsersAction) -> None:
+    """Prompts in: one by hand, or the prompt pool replayed as traffic."""
     p = sub.add_parser("generate", help="submit a prompt; --wait prints the candidates' URLs")
     p.add_argument("prompt")
     p.add_argument("--tenant", required=True, help="the brand the request belongs to")
     p.add_argument("--wait", action="store_true")
     p.add_argument("--timeout", type=float, default=600)
-    p.add_argument("--candidates", type=int)
-    p.add_argument("--frames", type=int)
-    p.add_argument("--fps", type=int)
-    p.add_argument("--height", type=int)
-    p.add_argument("--width", type=int)
-    p.add_argument("--seed", type=int)
+    for option in ("--candidates", "--frames", "--fps", "--height", "--width", "--seed"):
+        p.add_argument(option, type=int)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("simulate", help="replay prompts from the prompt pool as traffic")
@@ -313,17 +347,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tenants", default="nike,adidas", help="comma-separated tenants, used in turn")
     p.set_defaults(func=cmd_simulate)
 
-    p = sub.add_parser("api", help="the REST API and the selection page (uvicorn)")
-    p.set_defaults(func=cmd_api)
 
-    keys = sub.add_parser("api-key", help="per-tenant API keys").add_subparsers(dest="cmd", required=True)
-    p = keys.add_parser("create", help="create a key for a tenant; prints it once")
-    p.add_argument("--tenant", required=True)
-    p.set_defaults(func=cmd_api_key_create)
-
-    dbp = sub.add_parser("db", help="the application database").add_subparsers(dest="cmd", required=True)
-    p = dbp.add_parser("upgrade", help="apply the migrations in sql/ that are not applied yet")
-    p.set_defaults(func=cmd_db_upgrade)
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line, one builder per command group (stack, pipeline, serving, traffic)."""
+    parser = argparse.ArgumentParser(
+        prog="adfame", description="AdFame: generated video ads that learn from picks."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="group", required=True)
+    for add_commands in (
+        _add_stack_commands,
+        _add_pipeline_commands,
+        _add_serving_commands,
+        _add_traffic_commands,
+    ):
+        add_commands(sub)
     return parser
 
 

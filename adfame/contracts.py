@@ -1,4 +1,4 @@
-"""Names that several parts of AdFame share (DESIGN §5), kept in one place."""
+"""Names that several parts of AdFame share (docs/architecture.md#contracts), kept in one place."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """PostgreSQL plumbing shared by every stage: engines, sessions and the schema migration runner.
 
-The schema lives in ``sql/V<NNN>__<slug>.sql`` files (DESIGN §5). ``upgrade()`` applies the ones a
+The schema is ``sql/V<NNN>__<slug>.sql`` (docs/architecture.md#tables). ``upgrade()`` applies the ones a
 database has not seen yet, in version order, one transaction per file, and records each in
 ``schema_migrations`` so that a second run is a no-op. An advisory lock serialises concurrent
 upgrades (several workers or DAG tasks starting at once), and a checksum per file refuses to run

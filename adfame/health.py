@@ -49,7 +49,7 @@ def _kafka_admin(settings: Settings):  # -> KafkaAdminClient | Probe
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
-    if not _listening(settings.kafka_host, settings.kafka_port):
+    if not listening(settings.kafka_host, settings.kafka_port):
         return Probe(False, f"nothing listens on {settings.kafka_bootstrap}")
     try:
         return KafkaAdminClient(
@@ -77,8 +77,9 @@ def kafka(settings: Settings | None = None) -> Probe:
     return Probe(True, f"{len(topics)} topics")
 
 
-def _listening(host: str, port: int) -> bool:
-    """A cheap check first, so a stopped broker is not reported through client retry noise."""
+def listening(host: str, port: int) -> bool:
+    """Whether anything accepts connections on ``host:port``: a cheap check before a client's retries
+    (a stopped broker is not reported through their noise), and before a server claims the port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(1)
         return sock.connect_ex((host, port)) == 0

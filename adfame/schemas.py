@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 SCHEMA_VERSION = 1
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 MAX_PROMPT_CHARS = 1000
+MAX_EVENT_ERROR_CHARS = 500  # the full error stays in PostgreSQL; an event carries its start
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -67,6 +68,32 @@ class GenerationEvent(BaseModel):
     candidates: list[str] = Field(default_factory=list, description="object keys in adfame-videos")
     error: str | None = None
     finished_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @classmethod
+    def finished(
+        cls,
+        request_id: uuid.UUID,
+        tenant: str,
+        *,
+        model_version: str | None,
+        route: str,
+        candidates: list[str] | None = None,
+        error: str | None = None,
+    ) -> GenerationEvent:
+        """The event of a request that ended: failed when it has an ``error``, else succeeded.
+
+        One constructor for every completion (a fresh success, a failure, a redelivery's replay), so
+        the status always follows from the error and a long error is cut the same way everywhere.
+        """
+        return cls(
+            request_id=request_id,
+            tenant=tenant,
+            status="failed" if error is not None else "succeeded",
+            model_version=model_version,
+            route=route,
+            candidates=candidates or [],
+            error=error[:MAX_EVENT_ERROR_CHARS] if error is not None else None,
+        )
 
 
 class DeadLetter(BaseModel):

@@ -9,6 +9,7 @@ default and a deployment overrides them with its own environment.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from functools import lru_cache
@@ -38,6 +39,10 @@ def _fernet_key() -> str:
     import base64
 
     return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+def _absolute_path(path: Path) -> Path:
+    return path.expanduser().absolute()
 
 
 def default_state_dir() -> Path:
@@ -103,6 +108,9 @@ class Settings(BaseSettings):
     # The log servers of the task runners and the triggerer (two stacks on one host need their own).
     airflow_worker_log_port: int = 8793
     airflow_triggerer_log_port: int = 8794
+    # DAG folders loaded beside dags/, one DAG bundle each: test stand-ins live outside the project's
+    # dags/ so that only a stack that names them (the test suite's) runs them.
+    extra_dag_folders: list[Path] = []
 
     # Generation service
     model_source: str = "s3://adfame-models/base/tiny-wan"
@@ -127,7 +135,12 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, path: Path | None) -> Path | None:
         """Relative folders resolve once, here: child processes (Airflow tasks) run in other folders."""
-        return path.expanduser().absolute() if path is not None else None
+        return _absolute_path(path) if path is not None else None
+
+    @field_validator("extra_dag_folders")
+    @classmethod
+    def _absolute_each(cls, paths: list[Path]) -> list[Path]:
+        return [_absolute_path(path) for path in paths]
 
     @model_validator(mode="after")
     def _default_hosts(self) -> Settings:
@@ -177,9 +190,27 @@ class Settings(BaseSettings):
         return f"http://{self.airflow_host}:{self.airflow_port}"
 
     @property
+    def api_url(self) -> str:
+        """The REST API and selection page of the local stack (it binds to ``host``)."""
+        return f"http://{self.host}:{self.api_port}"
+
+    @property
     def models_cache(self) -> Path:
         """Where downloaded base models and registry LoRAs are kept."""
         return self.model_cache_dir or self.cache_dir
+
+    def folders_environment(self) -> dict[str, str]:
+        """The folders as absolute ``ADFAME_`` variables: a child process (a worker, an Airflow task)
+        runs in another folder, where a relative path from the parent's environment would mean
+        somewhere else."""
+        env = {
+            ENV_PREFIX + "STATE_DIR": str(self.state_dir),
+            ENV_PREFIX + "CACHE_DIR": str(self.cache_dir),
+            ENV_PREFIX + "EXTRA_DAG_FOLDERS": json.dumps([str(folder) for folder in self.extra_dag_folders]),
+        }
+        if self.model_cache_dir is not None:
+            env[ENV_PREFIX + "MODEL_CACHE_DIR"] = str(self.model_cache_dir)
+        return env
 
     @property
     def secrets_path(self) -> Path:

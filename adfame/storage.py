@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import io
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import TypeVar
 
 import urllib3
 from minio import Minio
 from minio.error import S3Error
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from adfame.settings import Settings, get_settings
 
@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _TRANSIENT = (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)
-_CHUNK = 1024 * 1024
 
 
 class ObjectStoreError(RuntimeError):
@@ -40,7 +39,7 @@ class ObjectInfo:
 
 
 class ObjectStore:
-    """Put, get, stream, presign and list objects in an S3-compatible store."""
+    """Put, get, presign and list objects in an S3-compatible store."""
 
     def __init__(self, settings: Settings | None = None, *, retries: int = 4, backoff_s: float = 0.5):
         self.settings = settings or get_settings()
@@ -59,25 +58,37 @@ class ObjectStore:
 
     # ---- plumbing ---------------------------------------------------------
     def _call(self, what: str, fn: Callable[[], T]) -> T:
-        """Run one SDK call, retrying transient network errors with backoff."""
-        for attempt in range(1, self.retries + 1):
-            try:
-                return fn()
-            except S3Error as exc:
-                raise ObjectStoreError(
-                    f"{what} failed at {self.settings.s3_url}: {exc.code}: {exc.message}"
-                ) from exc
-            except _TRANSIENT as exc:
-                if attempt == self.retries:
-                    raise ObjectStoreError(
-                        f"{what} failed: object store at {self.settings.s3_url} unreachable after "
-                        f"{attempt} attempts ({exc.__class__.__name__}: {exc}); is it running? "
-                        "Try `adfame stack status`."
-                    ) from exc
-                delay = self.backoff_s * 2 ** (attempt - 1)
-                log.warning("%s: %s; retrying in %.1fs", what, exc.__class__.__name__, delay)
-                time.sleep(delay)
-        raise AssertionError("unreachable")
+        """Run one SDK call, retrying transient network errors with exponential backoff.
+
+        ``retries`` attempts in all, sleeping ``backoff_s``, then twice that, and so on between them:
+        a store that is restarting answers again within seconds, one that is down fails in a few.
+        An S3 error is the store's answer, so it is raised at once.
+        """
+
+        def log_retry(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            delay = state.next_action.sleep if state.next_action else 0.0
+            log.warning("%s: %s; retrying in %.1fs", what, error.__class__.__name__, delay)
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.retries),
+            wait=wait_exponential(multiplier=self.backoff_s, exp_base=2),
+            retry=retry_if_exception_type(_TRANSIENT),
+            before_sleep=log_retry,
+            reraise=True,
+        )
+        try:
+            return retrying(fn)
+        except S3Error as exc:
+            raise ObjectStoreError(
+                f"{what} failed at {self.settings.s3_url}: {exc.code}: {exc.message}"
+            ) from exc
+        except _TRANSIENT as exc:
+            raise ObjectStoreError(
+                f"{what} failed: object store at {self.settings.s3_url} unreachable after "
+                f"{self.retries} attempts ({exc.__class__.__name__}: {exc}); is it running? "
+                "Try `adfame stack status`."
+            ) from exc
 
     # ---- buckets ----------------------------------------------------------
     def ensure_bucket(self, bucket: str) -> bool:
@@ -112,14 +123,6 @@ class ObjectStore:
         )
         return result.etag
 
-    def put_stream(self, bucket: str, key: str, stream: BinaryIO, length: int = -1) -> str:
-        """Upload from a file-like object; unknown length (-1) uploads in 10 MiB parts."""
-        result = self._call(
-            f"put s3://{bucket}/{key}",
-            lambda: self.client.put_object(bucket, key, stream, length, part_size=10 * _CHUNK),
-        )
-        return result.etag
-
     def get_bytes(self, bucket: str, key: str, offset: int = 0, length: int = 0) -> bytes:
         """Whole object, or ``length`` bytes from ``offset`` (a ranged read)."""
 
@@ -132,15 +135,6 @@ class ObjectStore:
                 response.release_conn()
 
         return self._call(f"get s3://{bucket}/{key}", read)
-
-    def stream(self, bucket: str, key: str, chunk_size: int = _CHUNK) -> Iterator[bytes]:
-        """Yield the object in chunks without holding it in memory."""
-        response = self._call(f"get s3://{bucket}/{key}", lambda: self.client.get_object(bucket, key))
-        try:
-            yield from response.stream(chunk_size)
-        finally:
-            response.close()
-            response.release_conn()
 
     def get_file(self, bucket: str, key: str, path: Path) -> Path:
         self._call(

@@ -9,7 +9,7 @@ caller says only what it waits for, how long, and which errors mean "not yet".
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from tenacity import (
     AsyncRetrying,
@@ -35,16 +35,22 @@ class WaitTimeout(TimeoutError):
         super().__init__(f"{what}: not reached within {timeout_s:g}s{seen}")
 
 
-def _policy(
-    timeout_s: float,
-    interval_s: float,
-    done: Callable[[Any], bool],
-    retry_on: tuple[type[BaseException], ...],
-) -> dict[str, Any]:
+class WaitOptions(TypedDict, total=False):
+    """How to ask: seconds between questions (0.5), what counts as done (a truthy answer), and which
+    exceptions mean "not yet" (none: any other error ends the wait at once)."""
+
+    interval_s: float
+    done: Callable[[Any], bool]
+    retry_on: tuple[type[BaseException], ...]
+
+
+def _policy(timeout_s: float, options: WaitOptions) -> dict[str, Any]:
+    done = options.get("done", bool)
     return {
         "stop": stop_after_delay(timeout_s),
-        "wait": wait_fixed(interval_s),
-        "retry": retry_if_result(lambda answer: not done(answer)) | retry_if_exception_type(retry_on),
+        "wait": wait_fixed(options.get("interval_s", 0.5)),
+        "retry": retry_if_result(lambda answer: not done(answer))
+        | retry_if_exception_type(options.get("retry_on", ())),
     }
 
 
@@ -53,15 +59,7 @@ def _timeout(error: RetryError, what: str, timeout_s: float) -> WaitTimeout:
     return WaitTimeout(what, timeout_s, attempt.exception() if attempt.failed else attempt.result())
 
 
-def wait_for(
-    check: Callable[[], T],
-    *,
-    what: str,
-    timeout_s: float,
-    interval_s: float = 0.5,
-    done: Callable[[T], bool] = bool,
-    retry_on: tuple[type[BaseException], ...] = (),
-) -> T:
+def wait_for(check: Callable[[], T], *, what: str, timeout_s: float, **options: Unpack[WaitOptions]) -> T:
     """Call ``check`` until ``done(answer)`` holds, and return that answer.
 
     An exception of a type in ``retry_on`` counts as "not yet"; any other one ends the wait at once
@@ -69,24 +67,18 @@ def wait_for(
     ``WaitTimeout`` naming ``what`` when ``timeout_s`` has passed.
     """
     try:
-        return Retrying(**_policy(timeout_s, interval_s, done, retry_on))(check)
+        return Retrying(**_policy(timeout_s, options))(check)
     except RetryError as error:
         timeout = _timeout(error, what, timeout_s)
         raise timeout from timeout.last if isinstance(timeout.last, BaseException) else None
 
 
 async def wait_for_async(
-    check: Callable[[], Awaitable[T]],
-    *,
-    what: str,
-    timeout_s: float,
-    interval_s: float = 0.5,
-    done: Callable[[T], bool] = bool,
-    retry_on: tuple[type[BaseException], ...] = (),
+    check: Callable[[], Awaitable[T]], *, what: str, timeout_s: float, **options: Unpack[WaitOptions]
 ) -> T:
     """``wait_for`` for coroutines: sleeps with asyncio, so a server waits without holding a thread."""
     try:
-        return await AsyncRetrying(**_policy(timeout_s, interval_s, done, retry_on))(check)
+        return await AsyncRetrying(**_policy(timeout_s, options))(check)
     except RetryError as error:
         timeout = _timeout(error, what, timeout_s)
         raise timeout from timeout.last if isinstance(timeout.last, BaseException) else None

@@ -29,13 +29,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
+import imageio_ffmpeg
 import pyarrow.compute as pc
 
 from bench.report import figure, progress, say
-from etl.config import FilterConfig, MediaConfig
+from devkit.mirror import MAPPING_DIR, MirrorSummary, generate_mirror
+from etl.config import MediaConfig
 from etl.extract import ClipRef, ExtractionStats, extract_clips
-from etl.media import VideoInfo, ffmpeg_exe, probe_video, resize_video
-from etl.mirror import MAPPING_DIR, MirrorSummary, generate_mirror
+from etl.media import VideoInfo, probe_video, resize_video
 from etl.sources import LocalSource
 from etl.zip_ranges import ZipReadStats, read_central_directory, read_members, resolve_part_files
 from spark_jobs.csv_input import MISSING_FIELD, NEGATIVE_NUMBER, UNPARSABLE_NUMBER
@@ -50,6 +51,7 @@ from spark_jobs.curate_clips import (
     CurationReport,
     curate,
 )
+from spark_jobs.filter_config import FilterConfig
 from spark_jobs.session import get_spark
 from spark_jobs.text import DEFAULT_TAG_VOCABULARY, SOURCE_ID_LENGTH, normalize_keywords
 
@@ -471,7 +473,8 @@ def plain_ffmpeg(paths: Sequence[Path], out_dir: Path, height: int) -> None:
     for path in paths:
         out = out_dir / f"{path.parent.name}-{path.name}"
         command = [
-            ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y", "-i", str(path), "-an",
+            imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y",
+            "-i", str(path), "-an",
             "-vf", f"scale=-2:{height}", "-c:v", "libx264", "-preset", PRESET, "-crf", str(CRF),
             "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(out),
         ]  # fmt: skip
@@ -511,7 +514,7 @@ def run_resize(
     figure("source heights -> target height", f"{heights[0]}..{heights[-1]} px -> {height} px")
     if heights[0] <= height:
         say(f"  ! some sources are not taller than {height} px: those are re-encoded, not scaled down")
-    figure("ffmpeg runs per clip", "our path 3 (probe, resize, verify decode), plain 1")
+    figure("decodes per clip", "our path 3 (probe, resize, verify decode; PyAV in-process), plain ffmpeg 1")
     figure(
         "extract_clips end to end (read+probe+resize)",
         f"{processed / extraction.seconds:.2f} clips/s ({processed} clips, "

@@ -39,8 +39,10 @@ from diffusers.utils import logging as diffusers_logging
 from transformers.utils import logging as transformers_logging
 
 from adfame.contracts import GENERATIONS_TOPIC, MODELS_BUCKET, PROMPTS_TOPIC, VIDEOS_BUCKET
+from adfame.repositories.requests import batch_end, count_finished, delete_finished, get_job
 from adfame.schemas import PromptRequest
 from adfame.settings import Settings, get_settings
+from adfame.waiting import wait_for
 from bench.report import LABEL_WIDTH, figure, progress, say
 from inference.model import (
     CacheKind,
@@ -479,24 +481,38 @@ class EventWatcher:
         """Wait for the requests' completion events; the durable times of those that succeeded.
 
         Blocking on the topic rather than polling PostgreSQL keeps the benchmark's own load off the
-        machine while a request is measured. ``still_alive`` raises when the workers died.
+        machine while a request is measured. ``still_alive`` raises when the workers died, which ends
+        the wait at once with their error.
         """
+        wanted = {str(rid) for rid in request_ids}
+
+        def seen() -> int:
+            if not wanted <= self.seen:
+                if still_alive is not None:
+                    still_alive()
+                self._read_events()
+            return len(wanted & self.seen)
+
+        # No pause between questions: each one blocks on the topic for up to half a second itself.
+        wait_for(
+            seen,
+            what=f"completion events of all {len(wanted)} requests",
+            timeout_s=timeout_s,
+            interval_s=0,
+            done=lambda count: count == len(wanted),
+        )
+        return {rid: self.finished[rid] for rid in wanted if rid in self.finished}
+
+    def _read_events(self) -> None:
+        """The events that arrive within half a second: every request seen, the successes' durable times."""
         from adfame.messaging import decode_json
 
-        wanted = {str(rid) for rid in request_ids}
-        deadline = time.monotonic() + timeout_s
-        while not wanted <= self.seen and time.monotonic() < deadline:
-            if still_alive is not None:
-                still_alive()
-            for records in self.consumer.poll(timeout_ms=500).values():
-                for record in records:
-                    event = decode_json(record.value)
-                    self.seen.add(event["request_id"])
-                    if event.get("status") == "succeeded":
-                        self.finished[event["request_id"]] = datetime.fromisoformat(event["finished_at"])
-        if missing := wanted - self.seen:
-            raise TimeoutError(f"no completion event for {len(missing)} requests after {timeout_s:.0f} s")
-        return {rid: self.finished[rid] for rid in wanted if rid in self.finished}
+        for records in self.consumer.poll(timeout_ms=500).values():
+            for record in records:
+                event = decode_json(record.value)
+                self.seen.add(event["request_id"])
+                if event.get("status") == "succeeded":
+                    self.finished[event["request_id"]] = datetime.fromisoformat(event["finished_at"])
 
     def close(self) -> None:
         self.consumer.close()
@@ -520,37 +536,45 @@ class StackRun:
         submit(request, engine=self.engine, producer=self.producer)
         self.submitted.append(request.request_id)
 
-    def done_count(self, request_ids: Sequence[uuid.UUID]) -> int:
-        from sqlalchemy import text
-
-        with self.engine.connect() as conn:
-            return conn.execute(
-                text(
-                    "select count(*) from generation_requests where request_id = any(cast(:ids as uuid[])) "
-                    "and status in ('succeeded', 'failed')"
-                ),
-                {"ids": [str(rid) for rid in request_ids]},
-            ).scalar_one()
-
     def wait_done(self, request_ids: Sequence[uuid.UUID], timeout_s: float, poll_s: float = 0.1) -> None:
-        deadline = time.monotonic() + timeout_s
-        while self.done_count(request_ids) < len(request_ids):
-            self.workers.check_alive()
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(request_ids)} requests not all done after {timeout_s:.0f} s")
-            time.sleep(poll_s)
+        """Wait until every request has ended; a worker that died ends the wait at once with its log."""
+
+        def finished() -> int:
+            count = count_finished(self.engine, request_ids)
+            if count < len(request_ids):
+                self.workers.check_alive()
+            return count
+
+        wait_for(
+            finished,
+            what=f"all {len(request_ids)} requests finished",
+            timeout_s=timeout_s,
+            interval_s=poll_s,
+            done=lambda count: count == len(request_ids),
+        )
 
     def wait_members(self, count: int, timeout_s: float = WORKER_START_TIMEOUT_S) -> float:
-        """Wait until the worker group has ``count`` members and a settled assignment; returns seconds."""
+        """Wait until the worker group has ``count`` members and a settled assignment; returns seconds.
+
+        A worker that died ends the wait at once with its log: the group would never settle.
+        """
         group, start = self.settings.worker_group, time.monotonic()
-        while True:
+        settled = ("Stable", count)
+
+        def group_state() -> tuple[str | None, int]:
             described = self.admin.describe_groups([group]).get(group, {})
-            if described.get("group_state") == "Stable" and len(described.get("members") or []) == count:
-                return time.monotonic() - start
-            self.workers.check_alive()
-            if time.monotonic() - start > timeout_s:
-                raise TimeoutError(f"group {group} did not reach {count} members in {timeout_s:.0f} s")
-            time.sleep(0.5)
+            state = (described.get("group_state"), len(described.get("members") or []))
+            if state != settled:
+                self.workers.check_alive()
+            return state
+
+        wait_for(
+            group_state,
+            what=f"group {group} stable with {count} members (state, members)",
+            timeout_s=timeout_s,
+            done=lambda state: state == settled,
+        )
+        return time.monotonic() - start
 
     def warn_of_intruders(self, own: int) -> None:
         """Say so when ``adfame.prompts`` has consumers besides our ``own`` workers: they skew the figures."""
@@ -562,40 +586,19 @@ class StackRun:
 
     def makespan(self, request_ids: Sequence[uuid.UUID], started_epoch: float) -> tuple[float, int]:
         """Seconds from ``started_epoch`` to the last request's durable finish, and how many failed."""
-        from sqlalchemy import text
-
-        with self.engine.connect() as conn:
-            last, failed = conn.execute(
-                text(
-                    "select extract(epoch from max(finished_at)), count(*) filter (where status = 'failed') "
-                    "from generation_requests where request_id = any(cast(:ids as uuid[]))"
-                ),
-                {"ids": [str(rid) for rid in request_ids]},
-            ).one()
-        return float(last) - started_epoch, int(failed)
+        end = batch_end(self.engine, request_ids)
+        if end.last_finished_at is None:
+            raise RuntimeError(f"none of the {len(request_ids)} requests has finished")
+        return end.last_finished_at.timestamp() - started_epoch, end.failed
 
     def clean_up(self) -> None:
         """Remove this run's requests (rows cascade to candidates) and videos, when they are finished."""
-        from sqlalchemy import text
-
         from adfame.storage import ObjectStore
 
         if not self.submitted:
             return
-        ids = [str(rid) for rid in self.submitted]
-        with self.engine.begin() as conn:
-            finished = (
-                conn.execute(
-                    text(
-                        "delete from generation_requests where request_id = any(cast(:ids as uuid[])) "
-                        "and status in ('succeeded', 'failed') returning request_id::text"
-                    ),
-                    {"ids": ids},
-                )
-                .scalars()
-                .all()
-            )
-        unfinished = set(ids) - set(finished)
+        finished = delete_finished(self.engine, self.submitted)
+        unfinished = set(self.submitted) - set(finished)
         store = ObjectStore(self.settings)
         removed = 0
         for rid in finished:
@@ -710,8 +713,6 @@ def measure_overhead(
     run: StackRun, watcher: EventWatcher, count: int, model: str, **worker_env: str
 ) -> OverheadRun | None:
     """``count`` requests one at a time through a fresh worker serving ``model``; None if none succeeded."""
-    from inference.jobs import get_job
-
     say(f"\n  -- {model} --")
     start_first_worker(run, **worker_env)
 
@@ -877,7 +878,7 @@ def measure_throughput(run: StackRun, batch: int) -> None:
 
     def one_batch(label: str) -> tuple[str, float, int, list[int]]:
         ids = balanced_ids(batch, run.partitions)
-        with progress(f"{batch} requests, {label}", lambda: f"{run.done_count(ids)} done"):
+        with progress(f"{batch} requests, {label}", lambda: f"{count_finished(run.engine, ids)} done"):
             started = time.time()
             for index, request_id in enumerate(ids):
                 run.submit(bench_request(request_id, index))

@@ -24,38 +24,30 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
-from airflow.sdk import DAG, TaskGroup
+from airflow.sdk import TaskGroup
 
+from etl import pipeline
 from operators.assets import CURATED_SNAPSHOT
+from operators.dag_defaults import adfame_dag
 from operators.etl_step import EtlStepOperator
 
-with DAG(
-    dag_id="nightly_etl",
-    schedule="@daily",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    tags=["adfame", "etl"],
-    default_args={"owner": "data", "retries": 2, "retry_delay": timedelta(minutes=1)},
-    doc_md=__doc__,
+with adfame_dag(
+    "nightly_etl", "@daily", owner="data", tags=["etl"], retry_delay=timedelta(minutes=1), doc_md=__doc__
 ):
     with TaskGroup("ingest"):
-        fetch = EtlStepOperator(task_id="fetch_metadata", step="fetch_metadata")
+        fetch = EtlStepOperator(step=pipeline.fetch_metadata)
     with TaskGroup("curate"):
-        clips = EtlStepOperator(task_id="curate_clips", step="curate_clips")
-        prompts = EtlStepOperator(task_id="filter_prompts", step="filter_prompts")
+        clips = EtlStepOperator(step=pipeline.curate_clips)
+        prompts = EtlStepOperator(step=pipeline.filter_prompts)
     with TaskGroup("extract"):
-        videos = EtlStepOperator(
-            task_id="extract_clips", step="extract_clips", execution_timeout=timedelta(hours=6)
-        )
-        images = EtlStepOperator(task_id="resize_images", step="resize_images")
+        videos = EtlStepOperator(step=pipeline.extract_clips, execution_timeout=timedelta(hours=6))
+        images = EtlStepOperator(step=pipeline.resize_images)
     with TaskGroup("split"):
-        split = EtlStepOperator(task_id="assign_splits", step="assign_splits")
+        split = EtlStepOperator(step=pipeline.assign_splits)
     with TaskGroup("gate"):
-        gate = EtlStepOperator(task_id="validate", step="validate")
+        gate = EtlStepOperator(step=pipeline.validate)
     with TaskGroup("load"):
-        load = EtlStepOperator(task_id="load_snapshot", step="load_snapshot", outlets=[CURATED_SNAPSHOT])
+        load = EtlStepOperator(step=pipeline.load_snapshot, outlets=[CURATED_SNAPSHOT])
 
     fetch >> [clips, prompts, images]
     clips >> videos >> split >> gate

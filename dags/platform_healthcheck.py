@@ -13,23 +13,21 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import task
+
+from operators.dag_defaults import adfame_dag
 
 SERVICES = ["postgres", "object_store", "kafka", "mlflow"]
 
-
-@dag(
-    dag_id="platform_healthcheck",
-    schedule="@hourly",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    tags=["adfame", "platform"],
-    default_args={"owner": "platform", "retries": 2, "retry_delay": timedelta(seconds=20)},
+with adfame_dag(
+    "platform_healthcheck",
+    "@hourly",
+    owner="platform",
+    tags=["platform"],
+    retry_delay=timedelta(seconds=20),
     doc_md=__doc__,
-)
-def platform_healthcheck() -> None:
+):
+
     @task
     def check(service: str) -> str:
         from adfame import health
@@ -40,6 +38,3 @@ def platform_healthcheck() -> None:
         return probe.detail
 
     check.expand(service=SERVICES)
-
-
-platform_healthcheck()

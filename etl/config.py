@@ -1,51 +1,15 @@
 """One reproducible configuration for a run of the curation pipeline (``nightly_etl``).
 
-Every threshold the pipeline applies lives here, so a run's config can be stored
-beside its snapshot and replayed. Values come from the DAG run's conf (JSON)
-over these defaults.
+Every threshold the pipeline applies lives here (the Spark jobs' own in
+``spark_jobs.filter_config``), so a run's config can be stored beside its snapshot and
+replayed. Values come from the DAG run's conf (JSON) over these defaults.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-# Brand and sportswear vocabulary the curated set is about (lower case, matched on word boundaries).
-DEFAULT_BRAND_KEYWORDS: tuple[str, ...] = (
-    "nike",
-    "adidas",
-    "puma",
-    "reebok",
-    "under armour",
-    "new balance",
-    "asics",
-    "converse",
-    "vans",
-    "lululemon",
-    "sneaker",
-    "sneakers",
-    "running shoes",
-    "sportswear",
-    "athletic wear",
-    "tracksuit",
-    "jersey",
-    "hoodie",
-    "leggings",
-    "trainers",
-    "workout",
-    "fitness",
-    "basketball",
-    "football",
-    "soccer",
-    "tennis",
-    "running",
-    "jogging",
-    "yoga",
-    "gym",
-    "skateboard",
-    "fashion",
-    "streetwear",
-    "apparel",
-)
+from spark_jobs.filter_config import FilterConfig
 
 
 class SourceConfig(BaseModel):
@@ -58,26 +22,13 @@ class SourceConfig(BaseModel):
     hub_endpoint: str | None = Field(
         None, description="another hub for hf:// URIs (a mirror); default HF_ENDPOINT"
     )
-    openvid: str = "hf://datasets/nkp37/OpenVid-1M"
-    vidprom: str = "hf://datasets/WenhaoWang/VidProM"
-    adimagenet: str = "hf://datasets/PeterBrendan/AdImageNet"
+    openvid: str = Field("hf://datasets/nkp37/OpenVid-1M", description="clips: metadata CSV and zip parts")
+    vidprom: str = Field("hf://datasets/WenhaoWang/VidProM", description="real text-to-video prompts")
+    adimagenet: str = Field("hf://datasets/PeterBrendan/AdImageNet", description="ad images (parquet)")
     openvid_csv: str = "data/train/OpenVid-1M.csv"
     openvid_mapping_dir: str = "video_mappings"
     vidprom_csv: str = "VidProM_unique.csv"
     adimagenet_glob: str = "data/*.parquet"
-
-
-class FilterConfig(BaseModel):
-    brand_keywords: tuple[str, ...] = DEFAULT_BRAND_KEYWORDS
-    min_seconds: float = Field(2.0, ge=0)
-    max_seconds: float = Field(60.0, gt=0)
-    min_aesthetic: float = 4.5
-    min_motion: float = 0.5
-    min_temporal_consistency: float = 0.9
-    max_prompt_toxicity: float = Field(0.2, ge=0, le=1)
-    max_clips: int | None = Field(
-        None, ge=1, description="cap on clips extracted per run (None: all selected)"
-    )
 
 
 class MediaConfig(BaseModel):
@@ -110,15 +61,10 @@ class GateConfig(BaseModel):
 
 
 class EtlConfig(BaseModel):
+    """The sections a run's conf may set (``sources``, ``filters``, ``media``, ``split``, ``gate``)."""
+
     sources: SourceConfig = SourceConfig()
     filters: FilterConfig = FilterConfig()
     media: MediaConfig = MediaConfig()
     split: SplitConfig = SplitConfig()
     gate: GateConfig = GateConfig()
-
-    @field_validator("filters")
-    @classmethod
-    def _keywords_lower(cls, value: FilterConfig) -> FilterConfig:
-        return value.model_copy(
-            update={"brand_keywords": tuple(k.lower().strip() for k in value.brand_keywords)}
-        )

@@ -1,12 +1,13 @@
 """The extraction step: selected clips -> verified, resized local files, reading only their bytes.
 
-Clips are grouped by zip part and the parts are worked on in parallel (one thread per part, ffmpeg
-does the heavy lifting in its own processes). For each part the central directory is read once, then
-the wanted members by coalesced ranged reads (``etl.zip_ranges``). Every clip is decoded in full; one
-that does not decode, fails its CRC or loses frames in the resize is quarantined under
-``<out>/quarantine/`` with a reason and counted, never fatal. A member the mapping names but the part
-lacks (or a part the source lacks) is counted as missing. Good clips land in ``<out>/clips/<video>``.
-Source failures (network, permissions) do raise: retrying the task is the cure for those.
+Clips are grouped by zip part and the parts are worked on in parallel (one thread per part; PyAV
+decodes and encodes without holding Python's GIL, see ``etl.media``). For each part the central
+directory is read once, then the wanted members by coalesced ranged reads (``etl.zip_ranges``). Every
+clip is decoded in full; one that does not decode, fails its CRC or loses frames in the resize is
+quarantined under ``<out>/quarantine/`` with a reason and counted, never fatal. A member the mapping
+names but the part lacks (or a part the source lacks) is counted as missing. Good clips land in
+``<out>/clips/<video>``. Source failures (network, permissions) do raise: retrying the task is the
+cure for those.
 """
 
 from __future__ import annotations
@@ -118,6 +119,24 @@ class ExtractionStats:
         """Share of the touched zip parts that was transferred."""
         return self.bytes_fetched / self.parts_bytes if self.parts_bytes else 0.0
 
+    @classmethod
+    def of(
+        cls, rows: list[ClipRow], reads: ZipReadStats, bytes_fetched: int, seconds: float
+    ) -> ExtractionStats:
+        """The counts of one extraction's rows, with what its ranged reads transferred."""
+        return cls(
+            clips_ok=sum(row.status == OK for row in rows),
+            clips_corrupt=sum(row.status == CORRUPT for row in rows),
+            clips_missing=sum(row.status == MISSING for row in rows),
+            parts=reads.parts,
+            bytes_fetched=bytes_fetched,
+            directory_bytes=reads.directory_bytes,
+            member_bytes=reads.member_bytes,
+            selected_compressed_bytes=reads.selected_compressed_bytes,
+            parts_bytes=reads.parts_bytes,
+            seconds=seconds,
+        )
+
     def as_dict(self) -> dict[str, Any]:
         return {
             **asdict(self),
@@ -182,9 +201,20 @@ def extract_clips(
     jobs = [_PartJob(n, parts.get(n), c, out, media, gap, progress_every) for n, c in sorted(by_part.items())]
     log.info("extracting %d clips from %d zip parts with %d workers", len(clips), len(jobs), media.workers)
 
+    rows, zip_stats = _run_parts(jobs, media.workers)
+    ordered = [rows[clip.video] for clip in clips]
+    stats = ExtractionStats.of(
+        ordered, zip_stats, source.bytes_fetched - fetched_before, round(time.monotonic() - started, 3)
+    )
+    _log_done(stats)
+    return ExtractionResult(ordered, stats)
+
+
+def _run_parts(jobs: list[_PartJob], workers: int) -> tuple[dict[str, ClipRow], ZipReadStats]:
+    """The parts in parallel, ``workers`` at a time; each clip's row by video, and the reads summed."""
     rows: dict[str, ClipRow] = {}
     zip_stats = ZipReadStats()
-    with ThreadPoolExecutor(max_workers=max(1, min(media.workers, len(jobs)))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs)))) as pool:
         futures = [pool.submit(_extract_part, job) for job in jobs]
         try:
             for future in as_completed(futures):
@@ -195,20 +225,10 @@ def extract_clips(
             for pending in futures:
                 pending.cancel()
             raise
+    return rows, zip_stats
 
-    ordered = [rows[clip.video] for clip in clips]
-    stats = ExtractionStats(
-        clips_ok=sum(row.status == OK for row in ordered),
-        clips_corrupt=sum(row.status == CORRUPT for row in ordered),
-        clips_missing=sum(row.status == MISSING for row in ordered),
-        parts=zip_stats.parts,
-        bytes_fetched=source.bytes_fetched - fetched_before,
-        directory_bytes=zip_stats.directory_bytes,
-        member_bytes=zip_stats.member_bytes,
-        selected_compressed_bytes=zip_stats.selected_compressed_bytes,
-        parts_bytes=zip_stats.parts_bytes,
-        seconds=round(time.monotonic() - started, 3),
-    )
+
+def _log_done(stats: ExtractionStats) -> None:
     log.info(
         "extraction done: %d ok, %d corrupt, %d missing in %.1fs; fetched %d bytes for %d bytes of members "
         "(%.2fx), %.4f%% of the %d parts touched",
@@ -222,7 +242,6 @@ def extract_clips(
         100 * stats.fetched_over_parts,
         stats.parts,
     )
-    return ExtractionResult(ordered, stats)
 
 
 def _extract_part(job: _PartJob) -> tuple[list[ClipRow], ZipReadStats]:

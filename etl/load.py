@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from adfame.contracts import DATASETS_BUCKET
+from adfame.repositories import datasets
+from adfame.repositories.datasets import SnapshotClip
 from adfame.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -50,14 +52,6 @@ def _upload_once(store: ObjectStore, key: str, path: Path, content_type: str) ->
     return True
 
 
-def snapshot_exists(engine: Engine, snapshot_id: str) -> bool:
-    with engine.connect() as conn:
-        found = conn.execute(
-            text("select 1 from dataset_snapshots where snapshot_id = :id"), {"id": snapshot_id}
-        ).first()
-    return found is not None
-
-
 def load_snapshot(
     snapshot_id: str,
     dataset: pd.DataFrame,
@@ -77,29 +71,16 @@ def load_snapshot(
     """
     prefix = snapshot_prefix(snapshot_id)
     manifest_key = f"{prefix}/manifest.json"
-    if snapshot_exists(engine, snapshot_id):
+    if datasets.snapshot_exists(engine, snapshot_id):
         log.info("snapshot %s is already loaded; nothing to do", snapshot_id)
         return LoadResult(snapshot_id, True, 0, 0, manifest_key)
 
-    uploaded = 0
-    rows = []
-    for i, clip in enumerate(dataset.itertuples(index=False), start=1):
-        key = clip_key(snapshot_id, clip.split, clip.video)
-        uploaded += _upload_once(store, key, Path(clip.local_path), "video/mp4")
-        rows.append({**clip._asdict(), "object_key": key})
-        if i % 50 == 0 or i == len(dataset):
-            log.info("uploaded %d/%d clips of snapshot %s", i, len(dataset), snapshot_id)
-    image_keys = []
-    for image in images:
-        key = f"{prefix}/images/{image.name}"
-        uploaded += _upload_once(store, key, image, "image/png")
-        image_keys.append(key)
-    extra_keys = {}
-    for name, path in extra_files.items():
-        key = f"{prefix}/{name}"
-        uploaded += _upload_once(store, key, path, "application/octet-stream")
-        extra_keys[name] = key
-
+    stats = _json_ready(stats)
+    clips, clips_uploaded = _upload_clips(store, snapshot_id, dataset)
+    image_keys, images_uploaded = _upload_files(
+        store, f"{prefix}/images", {image.name: image for image in images}, "image/png"
+    )
+    extra_keys, extras_uploaded = _upload_files(store, prefix, extra_files, "application/octet-stream")
     manifest = {
         "snapshot_id": snapshot_id,
         "dag_run_id": dag_run_id,
@@ -107,37 +88,14 @@ def load_snapshot(
         "config": config,
         "stats": stats,
         "files": extra_keys,
-        "images": image_keys,
-        "clips": [
-            {
-                k: r[k]
-                for k in (
-                    "video",
-                    "source_video_id",
-                    "caption",
-                    "tags",
-                    "split",
-                    "object_key",
-                    "sha256",
-                    "frames",
-                    "fps",
-                    "seconds",
-                    "width",
-                    "height",
-                )
-            }
-            for r in rows
-        ],
+        "images": list(image_keys.values()),
+        "clips": [_manifest_entry(clip) for clip in clips],
     }
-    store.put_bytes(
-        DATASETS_BUCKET,
-        manifest_key,
-        json.dumps(manifest, indent=1, default=_json_default).encode(),
-        content_type="application/json",
-    )
-    uploaded += 1
+    body = json.dumps(manifest, indent=1, default=_json_default).encode()
+    store.put_bytes(DATASETS_BUCKET, manifest_key, body, content_type="application/json")
+    uploaded = clips_uploaded + images_uploaded + extras_uploaded + 1
 
-    inserted = _insert_rows(engine, snapshot_id, rows, manifest_key, stats, dag_run_id)
+    inserted = datasets.publish_snapshot(engine, snapshot_id, manifest_key, stats, clips, dag_run_id)
     log.info(
         "snapshot %s loaded: %d clips inserted, %d objects uploaded, manifest s3://%s/%s",
         snapshot_id,
@@ -149,94 +107,77 @@ def load_snapshot(
     return LoadResult(snapshot_id, False, inserted, uploaded, manifest_key)
 
 
+def _upload_clips(
+    store: ObjectStore, snapshot_id: str, dataset: pd.DataFrame
+) -> tuple[list[SnapshotClip], int]:
+    """Each clip under its split's folder; returns the rows to insert and how many objects went up."""
+    clips: list[SnapshotClip] = []
+    uploaded = 0
+    for i, row in enumerate(dataset.itertuples(index=False), start=1):
+        clip = _snapshot_clip(row._asdict(), clip_key(snapshot_id, row.split, row.video))
+        uploaded += _upload_once(store, clip.object_key, Path(row.local_path), "video/mp4")
+        clips.append(clip)
+        if i % 50 == 0 or i == len(dataset):
+            log.info("uploaded %d/%d clips of snapshot %s", i, len(dataset), snapshot_id)
+    return clips, uploaded
+
+
+def _upload_files(
+    store: ObjectStore, prefix: str, files: dict[str, Path], content_type: str
+) -> tuple[dict[str, str], int]:
+    """``name -> key`` for files stored as ``<prefix>/<name>``, and how many objects went up."""
+    keys = {name: f"{prefix}/{name}" for name in files}
+    uploaded = sum(_upload_once(store, keys[name], path, content_type) for name, path in files.items())
+    return keys, uploaded
+
+
+def _snapshot_clip(row: dict[str, Any], object_key: str) -> SnapshotClip:
+    """A dataset row (curated metadata merged with the resized file's probe) as its table row."""
+    return SnapshotClip(
+        source=SOURCE_OPENVID,
+        clip_id=row["video"],
+        source_video_id=row["source_video_id"],
+        caption=row["caption"],
+        normalized_caption=row["caption_norm"],
+        tags=list(row["tags"]),
+        aesthetic_score=row.get("aesthetic"),
+        motion_score=row.get("motion"),
+        temporal_score=row.get("temporal_consistency"),
+        duration_s=float(row["seconds"]),
+        fps=float(row["fps"]),
+        frames=int(row["frames"]),
+        width=int(row["width"]),
+        height=int(row["height"]),
+        split=row["split"],
+        object_key=object_key,
+        checksum_sha256=row["sha256"],
+    )
+
+
+def _manifest_entry(clip: SnapshotClip) -> dict[str, Any]:
+    """A clip as the manifest lists it, in the dataset's own names (what the training loader reads)."""
+    return {
+        "video": clip.clip_id,
+        "source_video_id": clip.source_video_id,
+        "caption": clip.caption,
+        "tags": clip.tags,
+        "split": clip.split,
+        "object_key": clip.object_key,
+        "sha256": clip.checksum_sha256,
+        "frames": clip.frames,
+        "fps": clip.fps,
+        "seconds": clip.duration_s,
+        "width": clip.width,
+        "height": clip.height,
+    }
+
+
 def _json_default(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     return str(value)
 
 
-def _insert_rows(
-    engine: Engine,
-    snapshot_id: str,
-    rows: list[dict[str, Any]],
-    manifest_key: str,
-    stats: dict[str, Any],
-    dag_run_id: str | None,
-) -> int:
-    stats_json = json.dumps(stats, default=_json_default)
-    with engine.begin() as conn:
-        # Serialise concurrent loads of the same snapshot: the loser sees the row and stops.
-        conn.execute(text("select pg_advisory_xact_lock(hashtext(:id))"), {"id": "snapshot:" + snapshot_id})
-        if conn.execute(
-            text("select 1 from dataset_snapshots where snapshot_id = :id"), {"id": snapshot_id}
-        ).first():
-            return 0
-        run_id = conn.execute(
-            text(
-                "insert into etl_runs (dag_run_id, status, finished_at, stats) "
-                "values (:dag_run_id, 'succeeded', now(), cast(:stats as jsonb)) returning id"
-            ),
-            {"dag_run_id": dag_run_id, "stats": stats_json},
-        ).scalar_one()
-        conn.execute(
-            text(
-                "insert into dataset_snapshots (snapshot_id, manifest_object_key, row_counts, stats) "
-                "values (:id, :key, cast(:counts as jsonb), cast(:stats as jsonb))"
-            ),
-            {
-                "id": snapshot_id,
-                "key": manifest_key,
-                "counts": json.dumps(stats.get("splits", {})),
-                "stats": stats_json,
-            },
-        )
-        conn.execute(
-            text("update etl_runs set snapshot_id = :id where id = :run"), {"id": snapshot_id, "run": run_id}
-        )
-        inserted = 0
-        for r in rows:
-            result = conn.execute(
-                text("""
-                insert into dataset_clips (snapshot_id, etl_run_id, source, clip_id, source_video_id, caption,
-                    normalized_caption, tags, aesthetic_score, motion_score, temporal_score, duration_s, fps,
-                    frames, width, height, split, object_key, checksum_sha256)
-                values (:snapshot_id, :run, :source, :video, :source_video_id, :caption, :caption_norm,
-                    :tags, :aesthetic, :motion, :temporal, :seconds, :fps, :frames, :width, :height, :split,
-                    :object_key, :sha256)
-                on conflict (snapshot_id, source, clip_id) do nothing
-                """),
-                {
-                    "snapshot_id": snapshot_id,
-                    "run": run_id,
-                    "source": SOURCE_OPENVID,
-                    "video": r["video"],
-                    "source_video_id": r["source_video_id"],
-                    "caption": r["caption"],
-                    "caption_norm": r["caption_norm"],
-                    "tags": list(r["tags"]),
-                    "aesthetic": r.get("aesthetic"),
-                    "motion": r.get("motion"),
-                    "temporal": r.get("temporal_consistency"),
-                    "seconds": float(r["seconds"]),
-                    "fps": float(r["fps"]),
-                    "frames": int(r["frames"]),
-                    "width": int(r["width"]),
-                    "height": int(r["height"]),
-                    "split": r["split"],
-                    "object_key": r["object_key"],
-                    "sha256": r["sha256"],
-                },
-            )
-            inserted += result.rowcount
-        for key in ("dataset.latest", f"dataset.snapshot.{snapshot_id}"):
-            conn.execute(
-                text(
-                    "insert into dashboard_stats (key, value) values (:key, cast(:value as jsonb)) "
-                    "on conflict (key) do update set value = excluded.value"
-                ),
-                {
-                    "key": key,
-                    "value": json.dumps({"snapshot_id": snapshot_id, **stats}, default=_json_default),
-                },
-            )
-    return inserted
+def _json_ready(value: dict[str, Any]) -> dict[str, Any]:
+    """numpy numbers and arrays as plain JSON values, once, for the manifest and the tables alike."""
+    return json.loads(json.dumps(value, default=_json_default))

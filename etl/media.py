@@ -1,8 +1,10 @@
 """Verify and resize clips and images, so every curated file decodes and has the configured size.
 
-Videos go through the ``ffmpeg`` binary that ``imageio-ffmpeg`` ships (there is no ffprobe): a clip is
-probed by decoding every frame, which is also the corruption check, since a damaged stream often opens
-fine and only fails while decoding.
+Videos go through PyAV (FFmpeg's libraries in-process, as serving's encoder does): a clip is probed by
+decoding every frame, which is also the corruption check, since a damaged stream often opens fine and
+only fails while decoding. FFmpeg conceals much damage and only logs it, so every error FFmpeg logs
+while a clip decodes counts as corruption, as does an exception, a missing video stream or a stream
+without a decodable frame.
 
 Aspect handling. Videos keep their display aspect ratio: they are scaled so the height is the target
 (720 by default) and the width follows, rounded to the nearest even number (H.264 with 4:2:0 chroma
@@ -15,33 +17,33 @@ expect; for wide ad banners (728x90) this keeps only the middle of the banner.
 from __future__ import annotations
 
 import io
-import re
-import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
-import imageio_ffmpeg
+import av
+import av.logging
+from av.container import InputContainer
+from av.video.stream import VideoStream
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-FFMPEG_TIMEOUT_S = 600.0
-_ERROR_LEVELS = ("[error]", "[fatal]", "[panic]")
-_SIZE = re.compile(r"(?<![\w.])(\d{1,5})x(\d{1,5})(?=[\s,\[])")
-_RATE = re.compile(r"([\d.]+)(k?) (fps|tbr)\b")
-_FRAME = re.compile(r"^frame=(\d+)$", re.MULTILINE)
-_ADDRESS = re.compile(r" @ 0x[0-9a-f]+")  # "[h264 @ 0x55...]": noise that differs on every run
+_LOGGED_ERRORS = 5  # FFmpeg's error lines a CorruptMediaError quotes
+_LEVEL_NAMES = {av.logging.PANIC: "panic", av.logging.FATAL: "fatal"}  # and "error"
 
 
-class MediaError(RuntimeError):
-    """ffmpeg could not run or an encode failed for a reason that is not the input's fault."""
-
-
-class CorruptMediaError(MediaError):
-    """The input does not decode cleanly; the message carries ffmpeg's (or Pillow's) own words."""
+class CorruptMediaError(RuntimeError):
+    """The input does not decode cleanly; the message carries FFmpeg's (or Pillow's) own words."""
 
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What a full decode of a clip found. ``seconds`` is ``frames / fps``, as OpenVid-1M counts it."""
+    """What a full decode of a clip found. ``seconds`` is ``frames / fps``, as OpenVid-1M counts it.
+
+    ``width`` and ``height`` are the stored frame size; ``fps`` is the stream's average frame rate to
+    two decimals (29.97, the precision metadata and reports use).
+    """
 
     frames: int
     fps: float
@@ -50,61 +52,100 @@ class VideoInfo:
     seconds: float
 
 
-def ffmpeg_exe() -> str:
-    """The ffmpeg binary bundled with imageio-ffmpeg (or ``IMAGEIO_FFMPEG_EXE`` when set)."""
-    return imageio_ffmpeg.get_ffmpeg_exe()
+def _listen_for_errors() -> None:
+    """Route FFmpeg's error lines through PyAV, where ``av.logging.Capture`` can collect them.
 
-
-def _run_ffmpeg(args: list[str], path: Path, timeout_s: float) -> subprocess.CompletedProcess[str]:
-    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", *args]
-    try:
-        return subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=timeout_s)
-    except subprocess.TimeoutExpired as error:
-        raise MediaError(f"ffmpeg took longer than {timeout_s:.0f}s on {path}") from error
-    except OSError as error:
-        raise MediaError(f"could not run ffmpeg ({command[0]}): {error}") from error
-
-
-def _error_lines(stderr: str) -> list[str]:
-    lines = stderr.splitlines()
-    return [_ADDRESS.sub("", line).strip() for line in lines if any(level in line for level in _ERROR_LEVELS)]
-
-
-def probe_video(path: str | Path, *, timeout_s: float = FFMPEG_TIMEOUT_S) -> VideoInfo:
-    """Decode every frame of the first video stream; raise ``CorruptMediaError`` on any decode error.
-
-    ffmpeg may log an error and still exit 0 (concealed damage), so any error-level line counts as
-    corruption, as do a non-zero exit and a stream with no decodable frame.
+    PyAV drops FFmpeg's log by default. Repeats must not be skipped either: two clips decoding in two
+    threads may log the same line, and the second clip's capture must still see it.
     """
+    level = av.logging.get_level()
+    if level is None or level < av.logging.ERROR:
+        av.logging.set_level(av.logging.ERROR)
+    av.logging.set_skip_repeated(False)
+
+
+@contextmanager
+def _failing_on_decode_errors(path: Path, doing: str = "") -> Iterator[None]:
+    """Raise ``CorruptMediaError`` when FFmpeg raises, or logs an error, while the block runs.
+
+    Only this thread's log is captured, so the decoders inside must not start threads of their own.
+    """
+    _listen_for_errors()
+    prefix = f"{path.name}: {doing}" if doing else f"{path.name}: "
+    with av.logging.Capture() as logged:
+        try:
+            yield
+        except av.FFmpegError as error:
+            lines = [*_error_lines(logged)[: _LOGGED_ERRORS - 1], error.strerror or str(error)]
+            raise CorruptMediaError(prefix + "; ".join(lines)) from error
+    if lines := _error_lines(logged):
+        raise CorruptMediaError(prefix + "; ".join(lines[:_LOGGED_ERRORS]))
+
+
+def _error_lines(logged: list[tuple[int, str, str]]) -> list[str]:
+    """``[h264] [error] <message>``: the shape of FFmpeg's own log lines."""
+    return [
+        f"[{name}] [{_LEVEL_NAMES.get(level, 'error')}] {text.strip()}"
+        for level, name, text in logged
+        if level <= av.logging.ERROR
+    ]
+
+
+def _first_video_stream(container: InputContainer, path: Path) -> VideoStream:
+    if not container.streams.video:
+        raise CorruptMediaError(f"{path.name}: no video stream")
+    stream = container.streams.video[0]
+    stream.codec_context.thread_count = 1  # decode in the calling thread, whose log is captured
+    return stream
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Decode every frame of the first video stream; raise ``CorruptMediaError`` on any decode error."""
     path = Path(path)
-    result = _run_ffmpeg(
-        ["-v", "level+info", "-i", str(path), "-map", "0:v:0", "-f", "null", "-progress", "pipe:1", "-"],
-        path,
-        timeout_s,
-    )
-    errors = _error_lines(result.stderr)
-    if result.returncode != 0 or errors:
-        message = "; ".join(errors[:5]) or f"ffmpeg exited with {result.returncode}"
-        raise CorruptMediaError(f"{path.name}: {message}")
-    frames = [int(n) for n in _FRAME.findall(result.stdout)]
-    if not frames or frames[-1] == 0:
+    with _failing_on_decode_errors(path), av.open(str(path)) as container:
+        stream = _first_video_stream(container, path)
+        frames = sum(1 for _ in container.decode(stream))
+        rate = stream.average_rate or stream.guessed_rate
+        width, height = stream.codec_context.width, stream.codec_context.height
+    if frames == 0:
         raise CorruptMediaError(f"{path.name}: no video frame decoded")
-    width, height, fps = _stream_geometry(result.stderr, path)
-    return VideoInfo(frames[-1], fps, width, height, round(frames[-1] / fps, 6))
+    if not rate:
+        raise CorruptMediaError(f"{path.name}: the video stream has no frame rate")
+    fps = round(float(rate), 2)
+    return VideoInfo(frames, fps, width, height, round(frames / fps, 6))
 
 
-def _stream_geometry(stderr: str, path: Path) -> tuple[int, int, float]:
-    """Width, height and frame rate from the input's first ``Video:`` stream line."""
-    for line in stderr.split("Output #0", 1)[0].splitlines():
-        if "Stream #" not in line or "Video:" not in line:
-            continue
-        description = line.split("Video:", 1)[1]
-        size, rate = _SIZE.search(description), _RATE.search(description)
-        if size is None or rate is None:
-            break
-        fps = float(rate.group(1)) * (1000 if rate.group(2) else 1)
-        return int(size.group(1)), int(size.group(2)), fps
-    raise CorruptMediaError(f"{path.name}: ffmpeg reported no video stream size and frame rate")
+def _scaled_size(stream: VideoStream, height: int, allow_upscale: bool) -> tuple[int, int]:
+    """Target ``(width, height)``: even height (the source's at most), width from the display aspect."""
+    context = stream.codec_context
+    if not allow_upscale:
+        height = min(height, 2 * (context.height // 2))
+    pixel_aspect = stream.sample_aspect_ratio or context.sample_aspect_ratio or Fraction(1)
+    display_aspect = Fraction(context.width, context.height) * pixel_aspect
+    return 2 * int(height * display_aspect / 2 + Fraction(1, 2)), height
+
+
+def _reencode(src: Path, dst: Path, height: int, allow_upscale: bool, crf: int, preset: str) -> None:
+    """H.264 yuv420p mp4 with its index in front (``faststart``); every frame keeps its timestamp."""
+    with (
+        av.open(str(src)) as source,
+        av.open(str(dst), "w", format="mp4", options={"movflags": "+faststart"}) as target,
+    ):
+        decoder = _first_video_stream(source, src)
+        width, height = _scaled_size(decoder, height, allow_upscale)
+        encoder = target.add_stream(
+            "libx264",
+            rate=decoder.average_rate or decoder.guessed_rate,
+            options={"crf": str(crf), "preset": preset},
+        )
+        encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+        encoder.codec_context.sample_aspect_ratio = Fraction(1)
+        # The source's time base, so no timestamp is rounded onto another: frame count and rate stay.
+        encoder.codec_context.time_base = encoder.time_base = decoder.time_base
+        for frame in source.decode(decoder):
+            scaled = frame.reformat(width, height, "yuv420p", interpolation="AREA")
+            target.mux(encoder.encode(scaled))
+        target.mux(encoder.encode())  # flush the encoder's delayed frames
 
 
 def resize_video(
@@ -115,7 +156,6 @@ def resize_video(
     allow_upscale: bool = False,
     crf: int = 20,
     preset: str = "veryfast",
-    timeout_s: float = FFMPEG_TIMEOUT_S,
 ) -> VideoInfo:
     """Re-encode ``src`` as H.264 yuv420p mp4 of the target height; return what the result decodes to.
 
@@ -129,20 +169,12 @@ def resize_video(
     even = 2 * (height // 2)
     if even < 2:
         raise ValueError(f"target height must be at least 2, got {height}")
-    target_h = str(even) if allow_upscale else f"min({even}\\,2*trunc(ih/2))"
-    scale = f"scale=w=2*trunc(oh*dar/2+0.5):h={target_h}:flags=area,setsar=1"
     partial = dst.with_name(f".{dst.name}.partial")
     dst.parent.mkdir(parents=True, exist_ok=True)
-    args = ["-v", "level+error", "-y", "-i", str(src), "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", scale]
-    args += ["-fps_mode", "passthrough", "-c:v", "libx264", "-preset", preset, "-crf", str(crf)]
-    args += ["-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", str(partial)]
     try:
-        result = _run_ffmpeg(args, src, timeout_s)
-        errors = _error_lines(result.stderr)
-        if result.returncode != 0 or errors:
-            message = "; ".join(errors[:5]) or f"ffmpeg exited with {result.returncode}"
-            raise CorruptMediaError(f"{src.name}: resize failed: {message}")
-        info = probe_video(partial, timeout_s=timeout_s)
+        with _failing_on_decode_errors(src, "resize failed: "):
+            _reencode(src, partial, even, allow_upscale, crf, preset)
+        info = probe_video(partial)
         partial.replace(dst)
     finally:
         partial.unlink(missing_ok=True)

@@ -1,16 +1,11 @@
-"""The steps of ``nightly_etl``, one function each, passing files through a per-snapshot work folder.
+"""The steps of ``nightly_etl``, one function each, handing files on through a per-snapshot work folder.
 
-Each step reads what the previous ones wrote under ``<state_dir>/etl/<snapshot_id>/`` and
-returns a small JSON summary (the task's XCom). Steps are re-runnable: a retry or a re-run of
-the same night overwrites its own outputs, and the load step publishes a snapshot only once.
+Each step reads what the previous ones wrote (``etl.work_folder`` names every file once) and returns a
+small JSON summary (the task's XCom). Steps are re-runnable: a retry or a re-run of the same night
+overwrites its own outputs, and the load step publishes a snapshot only once.
 
-    raw/<source>/...       fetch_metadata     metadata files as published
-    curated.parquet        curate_clips       Spark: clean, dedupe, filter, tag, map to zip parts
-    prompts.parquet        filter_prompts     Spark: the VidProM prompt pool, toxicity-filtered
-    media/clips/*.mp4      extract_clips      ranged zip reads, decode check, resize
-    images/*.png           resize_images      AdImageNet ads at 224x224
-    dataset.parquet        assign_splits      leakage-free 70/15/15
-    validation.json        validate           Great Expectations gate
+The DAG file imports this module to name its steps, so it stays light: pandas, Spark, PyAV and the
+clients load inside the steps, when a task runs.
 """
 
 from __future__ import annotations
@@ -18,16 +13,16 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from adfame.settings import get_settings
 from etl.config import EtlConfig
 from etl.sources import DatasetSource, open_source
+from etl.work_folder import WorkFolder
 
 log = logging.getLogger(__name__)
 CONF_SECTIONS = ("sources", "filters", "media", "split", "gate")
@@ -45,7 +40,7 @@ def deployment_config_path() -> Path:
 @dataclass(frozen=True)
 class RunContext:
     snapshot_id: str
-    work_dir: Path
+    files: WorkFolder
     config: EtlConfig
     dag_run_id: str | None = None
 
@@ -59,21 +54,16 @@ class RunContext:
         deployed = json.loads(base.read_text()) if base.exists() else {}
         merged = {k: {**deployed.get(k, {}), **conf.get(k, {})} for k in CONF_SECTIONS}
         config = EtlConfig.model_validate(merged)
-        return cls(snapshot_id, get_settings().state_dir / "etl" / snapshot_id, config, run_id)
-
-    def path(self, *parts: str) -> Path:
-        target = self.work_dir.joinpath(*parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        return target
+        files = WorkFolder(get_settings().state_dir / "etl" / snapshot_id)
+        files.root.mkdir(parents=True, exist_ok=True)
+        return cls(snapshot_id, files, config, run_id)
 
     def source(self, name: str) -> DatasetSource:
         return open_source(getattr(self.config.sources, name), hub_endpoint=self.config.sources.hub_endpoint)
 
-    def read_json(self, name: str) -> dict[str, Any]:
-        return json.loads((self.work_dir / name).read_text())
 
-    def write_json(self, name: str, value: dict[str, Any]) -> None:
-        self.path(name).write_text(json.dumps(value, indent=1, sort_keys=True, default=str))
+# What a DAG task runs: a step of this module, given the run, returning its summary.
+EtlStep = Callable[[RunContext], dict[str, Any]]
 
 
 # ---- ingest -------------------------------------------------------------------------------------
@@ -90,14 +80,13 @@ def fetch_metadata(run: RunContext) -> dict[str, Any]:
         source = run.source(name)
         sizes = 0
         for path in paths:
-            local = source.download(path, run.work_dir / "raw" / name)
+            local = source.download(path, run.files.raw(name))
             sizes += local.stat().st_size
         log.info("%s: %d files, %.1f MB from %s", name, len(paths), sizes / 1e6, source.uri)
         summary[name] = {"files": len(paths), "bytes": sizes, "uri": source.uri}
     if not wanted["adimagenet"]:
         raise FileNotFoundError(f"no AdImageNet files match {cfg.adimagenet_glob!r} in {cfg.adimagenet}")
-    run.write_json("fetch.json", summary)
-    return summary
+    return run.files.metadata.write_report(summary)
 
 
 def _glob(source: DatasetSource, pattern: str) -> list[str]:
@@ -115,7 +104,7 @@ def curate_clips(run: RunContext) -> dict[str, Any]:
     from spark_jobs.session import get_spark
 
     cfg = run.config
-    raw = run.work_dir / "raw" / "openvid"
+    raw = run.files.raw("openvid")
     spark = get_spark("adfame-nightly-etl-curate")
     curated, report = curate(
         spark,
@@ -126,18 +115,9 @@ def curate_clips(run: RunContext) -> dict[str, Any]:
     if cfg.filters.max_clips:
         curated = curated.limit(cfg.filters.max_clips)
     frame = curated.toPandas()
-    frame.to_parquet(run.path("curated.parquet"), index=False)
-    summary = {**report.to_dict(), "to_extract": len(frame)}
-    run.write_json("curation_report.json", summary)
-    log.info(
-        "curation: %d rows read, %d bad, %d duplicates, %d filtered, %d selected, %d to extract",
-        report.rows_read,
-        report.bad_rows_total,
-        summary["duplicates_total"],
-        summary["filtered_total"],
-        report.selected,
-        len(frame),
-    )
+    frame.to_parquet(run.files.curated.data, index=False)
+    summary = run.files.curated.write_report({**report.to_dict(), "to_extract": len(frame)})
+    log.info("curation: %s; %d to extract", report.outcome(), len(frame))
     return summary
 
 
@@ -146,26 +126,24 @@ def filter_prompts(run: RunContext) -> dict[str, Any]:
     from spark_jobs.session import get_spark
 
     spark = get_spark("adfame-nightly-etl-prompts")
-    raw = run.work_dir / "raw" / "vidprom" / run.config.sources.vidprom_csv
+    raw = run.files.raw("vidprom") / run.config.sources.vidprom_csv
     prompts, report = select_prompts(spark, str(raw), run.config.filters.max_prompt_toxicity)
-    prompts.toPandas().to_parquet(run.path("prompts.parquet"), index=False)
-    summary = report.to_dict()
-    run.write_json("prompt_report.json", summary)
+    prompts.toPandas().to_parquet(run.files.prompts.data, index=False)
+    summary = run.files.prompts.write_report(report.to_dict())
     log.info("prompt pool: %s", summary)
     return summary
 
 
 # ---- extract ------------------------------------------------------------------------------------
 def extract_clips(run: RunContext) -> dict[str, Any]:
+    import pandas as pd
+
     from etl.extract import extract_clips as extract
 
-    curated = pd.read_parquet(run.work_dir / "curated.parquet")
-    result = extract(
-        curated.to_dict("records"), run.source("openvid"), run.work_dir / "media", run.config.media
-    )
-    result.to_frame().to_parquet(run.path("extracted.parquet"), index=False)
-    stats = result.stats.as_dict()
-    run.write_json("extraction_stats.json", stats)
+    curated = pd.read_parquet(run.files.curated.data)
+    result = extract(curated.to_dict("records"), run.source("openvid"), run.files.media, run.config.media)
+    result.to_frame().to_parquet(run.files.extracted.data, index=False)
+    stats = run.files.extracted.write_report(result.stats.as_dict())
     log.info(
         "extraction: %d ok, %d corrupt (quarantined), %d missing; fetched %.2fx the selected bytes",
         stats["clips_ok"],
@@ -178,13 +156,16 @@ def extract_clips(run: RunContext) -> dict[str, Any]:
 
 def resize_images(run: RunContext) -> dict[str, Any]:
     """AdImageNet ads, short side resized and centre-cropped square; undecodable ones counted."""
+    import pandas as pd
+
     from etl.media import CorruptMediaError, resize_image
 
-    out = run.path("images", "_")
-    for old in out.parent.glob("*.png"):
+    out = run.files.images.data
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.png"):
         old.unlink()
     ok = corrupt = 0
-    for parquet in sorted((run.work_dir / "raw" / "adimagenet").rglob("*.parquet")):
+    for parquet in sorted(run.files.raw("adimagenet").rglob("*.parquet")):
         for i, row in enumerate(pd.read_parquet(parquet, columns=["image"]).itertuples(index=False)):
             try:
                 data = resize_image(row.image["bytes"], run.config.media.image_size)
@@ -192,21 +173,22 @@ def resize_images(run: RunContext) -> dict[str, Any]:
                 corrupt += 1
                 log.warning("image %d of %s is corrupt: %s", i, parquet.name, exc)
                 continue
-            (out.parent / f"{parquet.stem}-{i:06d}.png").write_bytes(data)
+            (out / f"{parquet.stem}-{i:06d}.png").write_bytes(data)
             ok += 1
     summary = {"images_ok": ok, "images_corrupt": corrupt, "size": run.config.media.image_size}
-    run.write_json("images.json", summary)
     log.info("images: %s", summary)
-    return summary
+    return run.files.images.write_report(summary)
 
 
 # ---- split --------------------------------------------------------------------------------------
 def assign_splits(run: RunContext) -> dict[str, Any]:
+    import pandas as pd
+
     from etl.split import assign_splits as split
     from etl.split import split_shares
 
-    curated = pd.read_parquet(run.work_dir / "curated.parquet")
-    extracted = pd.read_parquet(run.work_dir / "extracted.parquet")
+    curated = pd.read_parquet(run.files.curated.data)
+    extracted = pd.read_parquet(run.files.extracted.data)
     ok = extracted[extracted["status"] == "ok"]
     # The resized file's own numbers replace the metadata's (they describe what we ship).
     probe = ok[
@@ -214,7 +196,7 @@ def assign_splits(run: RunContext) -> dict[str, Any]:
     ].astype({"bytes": "int64", "frames": "int64", "width": "int64", "height": "int64"})
     dataset = curated.drop(columns=["frames", "fps", "seconds"]).merge(probe, on="video", how="inner")
     dataset = split(dataset, run.config.split)
-    dataset.to_parquet(run.path("dataset.parquet"), index=False)
+    dataset.to_parquet(run.files.dataset, index=False)
     shares = split_shares(dataset) if len(dataset) else {}
     log.info("split %d clips: %s", len(dataset), shares)
     return {"clips": len(dataset), "shares": shares}
@@ -222,18 +204,20 @@ def assign_splits(run: RunContext) -> dict[str, Any]:
 
 # ---- gate ---------------------------------------------------------------------------------------
 def validate(run: RunContext) -> dict[str, Any]:
+    """Run the quality gate and keep its report; raise ``GateFailed`` (nothing loads) when it fails."""
+    import pandas as pd
+
     from etl.quality_gate import failure_summary, validate_curated, write_report
 
-    dataset = pd.read_parquet(run.work_dir / "dataset.parquet")
-    extraction = run.read_json("extraction_stats.json")
-    curation = run.read_json("curation_report.json")
+    dataset = pd.read_parquet(run.files.dataset)
+    extraction = run.files.extracted.read_report()
     stats = {
         "corrupt": extraction["clips_corrupt"],
         "attempted": extraction["clips_ok"] + extraction["clips_corrupt"],
-        "missing_columns": curation.get("missing_columns", []),
+        "missing_columns": run.files.curated.read_report().get("missing_columns", []),
     }
     result = validate_curated(dataset, stats, run.config.gate, run.config.split)
-    report = write_report(result, run.work_dir / "validation.json")
+    report = write_report(result, run.files.validation)
     log.info("validation report: %s", report)
     if not result.success:
         raise GateFailed(f"{failure_summary(result.failures)} (report: {report}); nothing was loaded")
@@ -242,32 +226,27 @@ def validate(run: RunContext) -> dict[str, Any]:
 
 # ---- load ---------------------------------------------------------------------------------------
 def load_snapshot(run: RunContext) -> dict[str, Any]:
+    """Publish the gated dataset, its images, reports and prompt pool; refuse without a passing gate."""
+    import pandas as pd
+
     from adfame.db import engine
     from adfame.storage import ObjectStore
     from etl.load import load_snapshot as load
     from etl.stats import snapshot_stats
 
-    if not run.read_json("validation.json").get("success"):
+    files = run.files
+    if not files.gate_passed():
         raise GateFailed(f"snapshot {run.snapshot_id} has no passing validation report; refusing to load")
-    dataset = pd.read_parquet(run.work_dir / "dataset.parquet")
-    stats = snapshot_stats(
-        dataset, run.read_json("extraction_stats.json"), run.read_json("curation_report.json")
-    )
-    stats["images"] = run.read_json("images.json")
-    stats["prompts"] = run.read_json("prompt_report.json")
+    dataset = pd.read_parquet(files.dataset)
+    stats = snapshot_stats(dataset, files.extracted.read_report(), files.curated.read_report())
+    stats["images"] = files.images.read_report()
+    stats["prompts"] = files.prompts.read_report()
+    published = (files.validation, files.prompts.data, files.curated.report, files.extracted.report)
     result = load(
         snapshot_id=run.snapshot_id,
         dataset=dataset,
-        images=sorted((run.work_dir / "images").glob("*.png")),
-        extra_files={
-            name: run.work_dir / name
-            for name in (
-                "validation.json",
-                "prompts.parquet",
-                "curation_report.json",
-                "extraction_stats.json",
-            )
-        },
+        images=sorted(files.images.data.glob("*.png")),
+        extra_files={path.name: path for path in published},
         stats=stats,
         config=run.config.model_dump(mode="json"),
         store=ObjectStore(),

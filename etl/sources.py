@@ -84,23 +84,17 @@ def _clean_path(uri: str, path: str) -> str:
 
 
 class _CountingSource:
-    """The byte counters every source shares."""
+    """What every source shares: the count of bytes its ranged reads fetched, and whole-file downloads."""
 
     uri: str
 
     def __init__(self) -> None:
         self._fetched = _Counter()
-        self._downloaded = _Counter()
 
     @property
     def bytes_fetched(self) -> int:
         """Bytes received by ranged reads."""
         return self._fetched.value
-
-    @property
-    def bytes_downloaded(self) -> int:
-        """Bytes of whole files copied by ``download`` (metadata), kept apart from ranged reads."""
-        return self._downloaded.value
 
     def _short_read(self, path: str, offset: int, length: int, got: int) -> SourceError:
         return SourceError(
@@ -119,6 +113,16 @@ class _CountingSource:
         dest = Path(dest_dir) / _clean_path(self.uri, path)
         dest.parent.mkdir(parents=True, exist_ok=True)
         return dest
+
+    def download(self, path: str, dest_dir: Path) -> Path:
+        """A copy of one whole file at its repository path under ``dest_dir`` (not a ranged read)."""
+        dest = self._destination(path, dest_dir)
+        self._copy(path, dest)
+        return dest
+
+    def _copy(self, path: str, dest: Path) -> None:
+        """Write the file at ``path`` to ``dest``; raise ``SourceError`` naming what failed."""
+        raise NotImplementedError
 
 
 class LocalSource(_CountingSource):
@@ -165,18 +169,15 @@ class LocalSource(_CountingSource):
             raise SourceError(f"{self.uri}: cannot read {path}: {exc.strerror}") from exc
         return self._received(path, offset, length, data)
 
-    def download(self, path: str, dest_dir: Path) -> Path:
-        dest = self._destination(path, dest_dir)
+    def _copy(self, path: str, dest: Path) -> None:
         try:
             shutil.copyfile(self._file(path), dest)
         except OSError as exc:
             raise SourceError(f"{self.uri}: cannot copy {path} to {dest}: {exc.strerror}") from exc
-        self._downloaded.add(dest.stat().st_size)
-        return dest
 
 
 class S3Source(_CountingSource):
-    """A mirror in the object store under ``s3://bucket/prefix`` (written by ``etl.mirror.upload_mirror``)."""
+    """A mirror in the object store under ``s3://bucket/prefix`` (see ``devkit.mirror.upload_mirror``)."""
 
     def __init__(self, bucket: str, prefix: str = "", store: ObjectStore | None = None):
         super().__init__()
@@ -234,23 +235,20 @@ class S3Source(_CountingSource):
             raise SourceError(f"{self.uri}: cannot read {path} [{offset}+{length}]: {exc}") from exc
         return self._received(path, offset, length, data)
 
-    def download(self, path: str, dest_dir: Path) -> Path:
+    def _copy(self, path: str, dest: Path) -> None:
         from adfame.storage import ObjectStoreError
 
-        dest = self._destination(path, dest_dir)
         try:
             self.store.get_file(self.bucket, self._key(path), dest)
         except ObjectStoreError as exc:
             raise SourceError(f"{self.uri}: cannot download {path}: {exc}") from exc
-        self._downloaded.add(dest.stat().st_size)
-        return dest
 
 
 class HubSource(_CountingSource):
     """A Hugging Face hub repository, read with the real ``huggingface_hub`` client.
 
     The endpoint is ``endpoint``, else ``HF_ENDPOINT`` read now (not at import), else the Hub,
-    so a local mirror server (``etl.hub_mirror_server``) can stand in for the Hub unchanged.
+    so a local mirror server (``devkit.hub_server``) can stand in for the Hub unchanged.
     """
 
     def __init__(
@@ -370,9 +368,7 @@ class HubSource(_CountingSource):
             )
         except Exception as exc:
             raise self._error("download of", path, exc) from exc
-        result = Path(local)
-        self._downloaded.add(result.stat().st_size)
-        return result
+        return Path(local)
 
 
 def open_source(uri: str, hub_endpoint: str | None = None) -> DatasetSource:

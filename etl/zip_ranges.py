@@ -430,31 +430,6 @@ def read_members(
             yield _decode_member(part, span.member, buffer, start, stats)
 
 
-def extract_members(
-    part: PartFile,
-    names: Iterable[str],
-    *,
-    stats: ZipReadStats | None = None,
-    gap: int = DEFAULT_GAP,
-    max_waste: float = DEFAULT_MAX_WASTE,
-) -> Iterator[tuple[str, bytes]]:
-    """``(name, bytes)`` for each wanted member, for callers that want all or nothing.
-
-    Raises ``MemberNotFoundError`` before any member is read if one is missing, ``ZipCrcError`` when a
-    member's data is damaged and ``ZipFormatError`` for other damage.
-    """
-    stats = stats if stats is not None else ZipReadStats()
-    index = read_central_directory(part, stats)
-    wanted = list(dict.fromkeys(names))
-    for name in wanted:
-        if name not in index:
-            raise MemberNotFoundError(part.name, name)
-    for result in read_members(part, wanted, index=index, stats=stats, gap=gap, max_waste=max_waste):
-        if result.error is not None or result.data is None:
-            raise result.error or ZipFormatError(f"part {part.name!r}: member {result.name!r} unreadable")
-        yield result.name, result.data
-
-
 def _decode_member(
     part: PartFile, member: ZipMember, buffer: bytes, buffer_start: int, stats: ZipReadStats
 ) -> MemberRead:

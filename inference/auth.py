@@ -13,8 +13,9 @@ import hmac
 import re
 import secrets
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
+from adfame.repositories import api_keys
 from adfame.schemas import TENANT_PATTERN
 
 KEY_PREFIX = "af"
@@ -47,41 +48,20 @@ def create_api_key(engine: Engine, tenant: str) -> str:
             f"tenant {tenant!r} must match {TENANT_PATTERN} (lowercase letters, digits, - and _)"
         )
     key_id, key = new_key()
-    with engine.begin() as conn:
-        conn.execute(
-            text("INSERT INTO api_keys (key_id, key_sha256, tenant) VALUES (:key_id, :digest, :tenant)"),
-            {"key_id": key_id, "digest": digest(key), "tenant": tenant},
-        )
+    api_keys.insert_key(engine, key_id, digest(key), tenant)
     return key
 
 
 def tenant_for_key(engine: Engine, key: str) -> str | None:
     """The tenant a live key belongs to; None for a malformed, unknown or revoked key."""
     key_id = parse_key_id(key)
-    row = None
-    if key_id is not None:
-        with engine.connect() as conn:
-            row = (
-                conn.execute(
-                    text("SELECT key_sha256, tenant, revoked_at FROM api_keys WHERE key_id = :key_id"),
-                    {"key_id": key_id},
-                )
-                .mappings()
-                .first()
-            )
-    stored = row["key_sha256"] if row is not None else _DUMMY_DIGEST
-    matches = hmac.compare_digest(stored, digest(key))
-    if row is None or not matches or row["revoked_at"] is not None:
+    stored = api_keys.find_key(engine, key_id) if key_id is not None else None
+    matches = hmac.compare_digest(stored.key_sha256 if stored else _DUMMY_DIGEST, digest(key))
+    if stored is None or not matches or stored.revoked_at is not None:
         return None
-    return row["tenant"]
+    return stored.tenant
 
 
 def revoke_api_key(engine: Engine, key_or_id: str) -> bool:
     """Revoke a key, given in clear or by its id; True when a live key was revoked."""
-    key_id = parse_key_id(key_or_id) or key_or_id
-    with engine.begin() as conn:
-        result = conn.execute(
-            text("UPDATE api_keys SET revoked_at = now() WHERE key_id = :key_id AND revoked_at IS NULL"),
-            {"key_id": key_id},
-        )
-    return result.rowcount == 1
+    return api_keys.revoke_key(engine, parse_key_id(key_or_id) or key_or_id)

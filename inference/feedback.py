@@ -1,4 +1,4 @@
-"""Marketers' picks and the retrain trigger they drive (DESIGN §5, "Retrain trigger").
+"""Marketers' picks and the retrain trigger they drive (docs/architecture.md#retrain-trigger).
 
 Two steps keep "exactly one retrain per 200 selections" true under concurrent selections and
 Airflow outages:
@@ -17,7 +17,6 @@ Airflow outages:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import uuid
@@ -25,19 +24,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine
 
 from adfame.airflow_client import AirflowClient, AirflowError
 from adfame.contracts import RETRAIN_DAG_ID, SELECTIONS_PER_RETRAIN
+from adfame.repositories import selections
+from adfame.repositories.requests import candidate_indexes, request_state
 
 log = logging.getLogger(__name__)
 
-# Any fixed 64-bit key works; every process that records selections must agree on it.
-SELECTION_COUNT_LOCK_KEY = int.from_bytes(
-    hashlib.sha256(b"adfame.selections.milestones").digest()[:8], "big", signed=True
-)
-_FK_VIOLATION = "23503"
 _MAX_ERROR_CHARS = 1000
 
 AirflowClientFactory = Callable[[], AirflowClient]
@@ -110,20 +105,11 @@ def record_selection(
     with engine.begin() as conn:
         _check_selectable(conn, request_id, candidate_index, tenant)
         try:
-            selected_at = conn.execute(
-                text(
-                    "INSERT INTO selections (request_id, candidate_index, tenant)"
-                    " VALUES (:id, :index, :tenant)"
-                    " ON CONFLICT (request_id) DO NOTHING RETURNING selected_at"
-                ),
-                {"id": request_id, "index": candidate_index, "tenant": tenant},
-            ).scalar_one_or_none()
-        except IntegrityError as exc:
-            if getattr(exc.orig, "pgcode", None) == _FK_VIOLATION:  # its candidate vanished meanwhile
-                raise UnknownCandidate(f"job {request_id} has no candidate {candidate_index}") from exc
-            raise
+            selected_at = selections.insert_selection(conn, request_id, candidate_index, tenant)
+        except selections.CandidateGone as exc:  # its candidate vanished meanwhile
+            raise UnknownCandidate(f"job {request_id} has no candidate {candidate_index}") from exc
         if selected_at is None:  # a concurrent request selected first
-            existing = _existing_selection(conn, request_id)
+            existing = selections.selected_index(conn, request_id)
             raise _already_selected(request_id, candidate_index, existing)
         count, milestone = _count_and_mark_milestone(conn)
     return SelectionResult(request_id, candidate_index, selected_at, count, milestone)
@@ -132,44 +118,28 @@ def record_selection(
 def selected_index(engine: Engine, request_id: uuid.UUID | str) -> int | None:
     """The candidate picked for a job, None while none is."""
     with engine.connect() as conn:
-        return _existing_selection(conn, uuid.UUID(str(request_id)))
+        return selections.selected_index(conn, uuid.UUID(str(request_id)))
 
 
 def _check_selectable(conn: Connection, request_id: uuid.UUID, candidate_index: int, tenant: str) -> None:
-    job = (
-        conn.execute(
-            text("SELECT tenant, status FROM generation_requests WHERE request_id = :id"), {"id": request_id}
-        )
-        .mappings()
-        .first()
-    )
-    if job is None or job["tenant"] != tenant:
+    job = request_state(conn, request_id)
+    if job is None or job.tenant != tenant:
         raise JobNotFound(f"job {request_id} not found")
-    existing = _existing_selection(conn, request_id)
+    existing = selections.selected_index(conn, request_id)
     if existing is not None:
         raise _already_selected(request_id, candidate_index, existing)
-    if job["status"] == "failed":
+    if job.status == "failed":
         raise JobNotFinished(f"job {request_id} failed, so it has no candidates to pick from")
-    if job["status"] != "succeeded":
+    if job.status != "succeeded":
         raise JobNotFinished(
-            f"job {request_id} is still {job['status']}; pick a candidate once the job has succeeded"
+            f"job {request_id} is still {job.status}; pick a candidate once the job has succeeded"
         )
-    indexes = conn.execute(
-        text("SELECT candidate_index FROM candidates WHERE request_id = :id ORDER BY candidate_index"),
-        {"id": request_id},
-    ).scalars()
-    known = list(indexes)
+    known = candidate_indexes(conn, request_id)
     if candidate_index not in known:
         choices = ", ".join(map(str, known)) or "none"
         raise UnknownCandidate(
             f"job {request_id} has no candidate {candidate_index}; its candidates are: {choices}"
         )
-
-
-def _existing_selection(conn: Connection, request_id: uuid.UUID) -> int | None:
-    return conn.execute(
-        text("SELECT candidate_index FROM selections WHERE request_id = :id"), {"id": request_id}
-    ).scalar_one_or_none()
 
 
 def _already_selected(request_id: uuid.UUID, wanted: int, existing: int | None) -> AlreadySelected:
@@ -187,18 +157,10 @@ def _already_selected(request_id: uuid.UUID, wanted: int, existing: int | None) 
 
 def _count_and_mark_milestone(conn: Connection) -> tuple[int, int | None]:
     """Count selections under the lock and insert the milestone row the count completes, if any."""
-    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SELECTION_COUNT_LOCK_KEY})
-    # Read committed: this statement sees every selection committed before the lock was granted.
-    count = conn.execute(text("SELECT count(*) FROM selections")).scalar_one()
+    count = selections.count_selections_locked(conn)
     milestone = milestone_for(count)
     if milestone is not None:
-        conn.execute(
-            text(
-                "INSERT INTO retrain_milestones (milestone, selection_count) VALUES (:m, :count)"
-                " ON CONFLICT (milestone) DO NOTHING"
-            ),
-            {"m": milestone, "count": count},
-        )
+        selections.insert_milestone(conn, milestone, count)
     return count, milestone
 
 
@@ -213,55 +175,26 @@ def trigger_pending_milestones(
     A failure (Airflow down, DAG missing) is stored on the row (``attempts``, ``last_error``) and left
     for the next call; a 409 means the run already exists, so the milestone counts as triggered.
     """
-    with engine.connect() as conn:
-        pending = conn.execute(
-            text(
-                "SELECT milestone, selection_count FROM retrain_milestones"
-                " WHERE triggered_at IS NULL ORDER BY milestone"
-            )
-        ).all()
+    pending = selections.pending_milestones(engine)
     if not pending:
         return []
     triggered: list[int] = []
     with client_factory() as client:
-        for milestone, selection_count in pending:
-            run_id = milestone_run_id(milestone)
-            conf = {"milestone": milestone, "selection_count": selection_count}
+        for milestone in pending:
+            run_id = milestone_run_id(milestone.milestone)
+            conf = {"milestone": milestone.milestone, "selection_count": milestone.selection_count}
             try:
                 client.trigger_dag(dag_id, conf=conf, run_id=run_id)
             except Exception as exc:  # whatever failed, the row keeps the reason and the next pass retries
                 if not is_conflict(exc):
-                    _record_failure(engine, milestone, exc)
-                    log.warning("retrain milestone %d not triggered yet: %s", milestone, exc)
+                    reason = f"{exc.__class__.__name__}: {exc}"[:_MAX_ERROR_CHARS]
+                    selections.record_trigger_failure(engine, milestone.milestone, reason)
+                    log.warning("retrain milestone %d not triggered yet: %s", milestone.milestone, exc)
                     continue
-                log.info("retrain milestone %d: run %s already exists", milestone, run_id)
-            _record_triggered(engine, milestone, dag_id, run_id)
-            triggered.append(milestone)
+                log.info("retrain milestone %d: run %s already exists", milestone.milestone, run_id)
+            selections.mark_triggered(engine, milestone.milestone, dag_id, run_id)
+            triggered.append(milestone.milestone)
     return triggered
-
-
-def _record_triggered(engine: Engine, milestone: int, dag_id: str, run_id: str) -> None:
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "UPDATE retrain_milestones SET triggered_at = now(), dag_id = :dag_id, dag_run_id = :run_id,"
-                " attempts = attempts + 1, last_error = NULL"
-                " WHERE milestone = :m AND triggered_at IS NULL"
-            ),
-            {"m": milestone, "dag_id": dag_id, "run_id": run_id},
-        )
-
-
-def _record_failure(engine: Engine, milestone: int, error: Exception) -> None:
-    reason = f"{error.__class__.__name__}: {error}"[:_MAX_ERROR_CHARS]
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "UPDATE retrain_milestones SET attempts = attempts + 1, last_error = :error"
-                " WHERE milestone = :m AND triggered_at IS NULL"
-            ),
-            {"m": milestone, "error": reason},
-        )
 
 
 class MilestoneTrigger:

@@ -2,7 +2,7 @@
 
 One base pipeline stays warm in a worker; registry versions differ only by a LoRA, so
 switching version swaps adapter weights in place instead of reloading the model
-(DESIGN §4). The same code runs the project-built tiny-wan and the real Wan 2.1.
+(docs/architecture.md#models-without-downloads). The same code runs tiny-wan and the real Wan 2.1.
 """
 
 from __future__ import annotations
@@ -360,8 +360,8 @@ def enable_cache(
 
     ``first_block`` is FirstBlockCache; ``mag`` is MagCache, which needs the step count the
     pipeline will run with and magnitude ratios for the model (calibrated here when not
-    given). Both are measured to work on Wan (DESIGN §4); FasterCache is not offered
-    because it crashes with WanPipeline.
+    given). Both are measured to work on Wan (docs/architecture.md#models-without-downloads);
+    FasterCache is not offered because it crashes with WanPipeline.
     """
     transformer = pipe.transformer
     if transformer.is_cache_enabled:

@@ -16,9 +16,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from adfame.contracts import DATASETS_BUCKET
+from adfame.repositories.datasets import latest_snapshot_stats
 from adfame.schemas import PromptRequest
 from adfame.storage import ObjectStore
 
@@ -48,8 +49,7 @@ def load_prompt_pool(engine: Engine, store: ObjectStore) -> list[str]:
     """Prompts of the latest curated snapshot, or the built-in pool when there is none yet."""
     import pandas as pd
 
-    with engine.connect() as conn:
-        latest = conn.execute(text("select value from dashboard_stats where key = 'dataset.latest'")).scalar()
+    latest = latest_snapshot_stats(engine)
     if latest:
         key = f"snapshots/{latest['snapshot_id']}/prompts.parquet"
         if store.exists(DATASETS_BUCKET, key):

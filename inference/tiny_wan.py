@@ -1,7 +1,7 @@
 """tiny-wan: a real, very small Wan 2.1 text-to-video pipeline that the project builds itself.
 
 No weights can be downloaded here, so tests and the demo run the genuine diffusers
-``WanPipeline`` code paths on a model made locally (DESIGN §4): a few-layer
+``WanPipeline`` code paths on a model made here (docs/architecture.md#models-without-downloads): a few-layer
 ``WanTransformer3DModel``, a small ``AutoencoderKLWan``, a small UMT5 encoder and a
 Unigram tokenizer trained on a built-in advertising corpus. Every weight comes from
 a fixed seed, so two builds with the same seed are byte-identical. Its videos are

@@ -13,6 +13,10 @@ import random
 import uuid
 from collections.abc import Callable, Sequence
 
+from adfame.contracts import video_object_key
+from adfame.repositories.requests import Candidate
+from adfame.schemas import PromptRequest
+
 AXES: dict[str, tuple[str, ...]] = {
     "camera": (
         "slow dolly-in shot",
@@ -72,3 +76,17 @@ def candidate_seeds(request_id: uuid.UUID, n: int, seed: int | None = None) -> S
     """One seed per candidate: from the request's seed when given, else from its id (stable on redelivery)."""
     base = seed if seed is not None else int.from_bytes(request_id.bytes[:8], "big") >> 1
     return [(base + i) % 2**63 for i in range(n)]
+
+
+def plan_candidates(request: PromptRequest, strategy: str = "shot_styles") -> list[Candidate]:
+    """The request's candidates before any is made: variation, seed and object key of each.
+
+    Everything here follows from the request alone, so a redelivered request plans the same
+    candidates and overwrites the same objects instead of orphaning them.
+    """
+    prompts = expand(request.prompt, request.num_candidates, request.request_id, strategy)
+    seeds = candidate_seeds(request.request_id, request.num_candidates, request.seed)
+    return [
+        Candidate(index, prompt, seed, video_object_key(request.tenant, str(request.request_id), index))
+        for index, (prompt, seed) in enumerate(zip(prompts, seeds, strict=True))
+    ]

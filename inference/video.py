@@ -3,22 +3,18 @@
 Encoding runs in-process through PyAV (FFmpeg's libraries) into memory, so a candidate costs
 milliseconds rather than an ffmpeg process start or a temporary file. The mp4 index (``moov``)
 is then moved in front of the media data, as FFmpeg's ``faststart`` does in a second pass over
-a file, so browsers can start playing before the download ends. Reading back goes through
-imageio-ffmpeg's ffmpeg, a decoder independent of the encoder, so a test of the round trip
-checks what a player would see.
+a file, so browsers can start playing before the download ends. Tests read the videos back with
+``devkit.mp4_reader``, a decoder independent of this encoder.
 """
 
 from __future__ import annotations
 
 import io
 import struct
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import NamedTuple
 
 import av
-import imageio_ffmpeg
 import numpy as np
 
 # Visually near-lossless for H.264; the candidates are what marketers judge.
@@ -26,13 +22,6 @@ _CRF = "18"
 # At a fixed CRF the preset trades file size for encoding time, not quality: "veryfast" is
 # about 2x faster than x264's "medium" for a few percent more bytes.
 _PRESET = "veryfast"
-
-
-class Mp4Info(NamedTuple):
-    frames: int
-    fps: float
-    width: int
-    height: int
 
 
 def _pad_to_even(frames: np.ndarray) -> np.ndarray:
@@ -134,27 +123,3 @@ def _shift_chunk_offsets(moov: bytearray, start: int, end: int, shift: int) -> N
             if box.kind == b"stco" and offsets and max(offsets) + shift >= 2**32:
                 raise ValueError("mp4 over 4 GiB with 32-bit chunk offsets: cannot move its index")
             struct.pack_into(fmt, moov, table, *(offset + shift for offset in offsets))
-
-
-def read_mp4_info(data_or_path: bytes | str | Path) -> Mp4Info:
-    """Frame count (by decoding every frame), fps, width and height of an mp4 file or its bytes."""
-    if isinstance(data_or_path, bytes):
-        with tempfile.TemporaryDirectory(prefix="adfame-mp4-") as tmp:
-            path = Path(tmp) / "video.mp4"
-            path.write_bytes(data_or_path)
-            return _read_info(path)
-    path = Path(data_or_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no video at {path}")
-    return _read_info(path)
-
-
-def _read_info(path: Path) -> Mp4Info:
-    reader = imageio_ffmpeg.read_frames(str(path))
-    try:
-        meta = next(reader)
-        count = sum(1 for _ in reader)
-    finally:
-        reader.close()
-    width, height = meta["size"]
-    return Mp4Info(frames=count, fps=float(meta["fps"]), width=int(width), height=int(height))

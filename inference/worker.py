@@ -6,10 +6,12 @@ For each message on ``adfame.prompts``:
    with the reason, and the offset moves on;
 2. claim the request's row; a request that already succeeded (a redelivery after a crash or a
    rebalance) only has its completion event published again;
-3. route it to the champion or the challenger by the canary weight, hot-swapping the LoRA;
-4. generate all candidates in one batched call;
-5. upload the mp4s under deterministic keys (a retry overwrites, never orphans), then commit the
-   candidate rows and the request's status in one transaction, then publish the event;
+3. route it to the champion or the challenger by the canary weight (``inference.routing``);
+4. ask the model server for all candidates in one batched call, hot-swapping the LoRA
+   (``ModelServer.generate``);
+5. store the mp4s under deterministic keys (``inference.candidate_videos``: a retry overwrites, never
+   orphans), then record the candidate rows and the request's status in one transaction
+   (``adfame.repositories.requests``), then publish the event;
 6. commit the Kafka offset: only now is the message done.
 
 A request that fails (a LoRA that cannot be loaded, a pipeline error) is recorded as failed, with
@@ -25,45 +27,32 @@ import logging
 import os
 import signal
 import threading
-import time
-from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 from pydantic import ValidationError
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from adfame.contracts import (
-    CHALLENGER_ALIAS,
-    CHAMPION_ALIAS,
-    GENERATIONS_TOPIC,
-    PROMPTS_DLQ_TOPIC,
-    PROMPTS_TOPIC,
-    VIDEOS_BUCKET,
-    video_object_key,
-)
+from adfame.contracts import GENERATIONS_TOPIC, PROMPTS_DLQ_TOPIC, PROMPTS_TOPIC
 from adfame.db import DatabaseUnavailable
+from adfame.repositories.requests import Candidate, Outcome, claim_request, finish_request, get_job
 from adfame.schemas import DeadLetter, GenerationEvent, PromptRequest
 from adfame.settings import Settings
 from adfame.storage import ObjectStore, ObjectStoreError
-from inference.jobs import claim_request
-from inference.routing import route_for
-from inference.variations import candidate_seeds, expand
+from inference.candidate_videos import CandidateVideos
+from inference.routing import BASE_ROUTE, ModelRouter, RegistryUnavailable
+from inference.variations import plan_candidates
+
+if TYPE_CHECKING:
+    from inference.model import ModelServer, ModelVersionRef
 
 log = logging.getLogger(__name__)
-ALIAS_REFRESH_S = 30.0
-BASE_ROUTE = "base"
 # After a service failed, the message is read again after this pause, doubled per failure up to the cap.
 RETRY_PAUSE_S = 1.0
 RETRY_PAUSE_MAX_S = 30.0
-
-
-class RegistryUnavailable(RuntimeError):
-    """The model registry could not be asked which versions carry the aliases."""
-
 
 # Failures of the services around the model rather than of the request (see the module docstring).
 SERVICE_ERRORS: tuple[type[Exception], ...] = (
@@ -77,10 +66,12 @@ SERVICE_ERRORS: tuple[type[Exception], ...] = (
 
 
 class Worker:
+    """One consumer-group member: the loop over messages, and the steps of serving one request."""
+
     def __init__(
         self,
         settings: Settings,
-        server: Any,
+        server: ModelServer,
         *,
         engine: Engine,
         store: ObjectStore,
@@ -89,18 +80,13 @@ class Worker:
         registry: Any = None,
     ) -> None:
         self.settings = settings
-        self.server = server  # inference.model.ModelServer: a warm pipeline with hot-swappable LoRAs
+        self.server = server  # a warm pipeline with hot-swappable LoRAs
         self.engine = engine
-        self.store = store
         self.producer = producer
         self.consumer = consumer
-        self.registry = registry  # an MlflowClient, or None to serve the base model only
+        self.router = ModelRouter(settings, engine, registry)  # registry: an MlflowClient, or None
+        self.videos = CandidateVideos(store, encoders=settings.inference_threads or os.cpu_count() or 1)
         self.stop = threading.Event()
-        # An encoder on every core this worker is given, plus one thread whose upload waits on the network.
-        cores = settings.inference_threads or os.cpu_count() or 1
-        self.store_pool = ThreadPoolExecutor(cores + 1, thread_name_prefix="store")
-        self._aliases: dict[str, Any] | None = None  # None until the registry first answered
-        self._aliases_at = 0.0
         self.processed = 0
 
     # ---- loop ---------------------------------------------------------------------------------
@@ -141,7 +127,7 @@ class Worker:
                     break
         finally:
             self.consumer.close()
-            self.store_pool.shutdown()
+            self.videos.close()
         return self.processed
 
     def read_again_later(self, partition: Any, record: Any, exc: Exception, pause: float) -> None:
@@ -188,194 +174,95 @@ class Worker:
             log.info(
                 "request %s already succeeded (redelivery): publishing its event again", request.request_id
             )
-            self.publish(self.completed_event(request))
+            self.publish(self.replayed_event(request))
         else:
-            self.generate(request, received, _kafka_lag_s(record, received))
+            self.serve(request, received, _kafka_lag_s(record, received))
 
-    # ---- steps --------------------------------------------------------------------------------
-    def generate(self, request: PromptRequest, received: datetime, kafka_lag_s: float | None) -> None:
-        """Generate, store and record one claimed request.
+    # ---- serving one request: generate + store, record, publish ------------------------------------
+    def serve(self, request: PromptRequest, received: datetime, kafka_lag_s: float | None) -> None:
+        """Generate and store the claimed request's candidates, then record and publish how it ended.
 
         Timings (seconds): ``queue_wait_s`` submit -> received by this worker, ``kafka_lag_s`` the
-        message's Kafka timestamp -> received; ``denoise_s`` and ``decode_s`` the pipeline;
-        ``encode_s`` and ``upload_s`` summed over the candidates, ``store_s`` the wall time of
-        encoding and uploading them side by side; ``total_s`` received -> ready to commit.
+        message's Kafka timestamp -> received; ``activate_s`` the version switch, ``denoise_s`` and
+        ``decode_s`` the pipeline; ``encode_s`` and ``upload_s`` summed over the candidates, ``store_s``
+        the wall time of encoding and uploading them side by side; ``total_s`` received -> ready to commit.
         """
-        from inference.model import generate, version_label
+        from inference.model import version_label
 
-        timings: dict[str, float] = {
-            "queue_wait_s": max(0.0, (received - request.submitted_at).total_seconds())
-        }
+        timings = {"queue_wait_s": max(0.0, (received - request.submitted_at).total_seconds())}
         if kafka_lag_s is not None:
             timings["kafka_lag_s"] = kafka_lag_s
-        route, version = self.choose_model(request)
+        route, version = self.router.choose(request.request_id)
         model_version = version_label(version)
-        prompts = expand(
-            request.prompt, request.num_candidates, request.request_id, self.settings.variation_strategy
-        )
-        seeds = list(candidate_seeds(request.request_id, request.num_candidates, request.seed))
-        keys = [video_object_key(request.tenant, str(request.request_id), i) for i in range(len(prompts))]
-        uploading = False
+        candidates = plan_candidates(request, self.settings.variation_strategy)
         try:
-            self.server.activate(version)
-            result = generate(
-                self.server.pipe,
-                prompts,
-                seeds,
-                num_frames=request.num_frames,
-                height=request.height,
-                width=request.width,
-                num_inference_steps=self.settings.inference_steps,
-            )
-            timings.update(result.timings)
-            tick, uploading = time.perf_counter(), True
-            # Encoding is mostly FFmpeg's native work and uploads wait on the network: each
-            # candidate is uploaded as soon as it is encoded, side by side with the others.
-            futures = [
-                self.store_pool.submit(self.store_video, key, video, request.fps)
-                for key, video in zip(keys, result.videos, strict=True)
-            ]
-            wait(futures)  # every upload has ended, done or failed, before the request's fate is settled
-            spent = [future.result() for future in futures]
-            timings["store_s"] = time.perf_counter() - tick
-            timings["encode_s"] = sum(encode for encode, _ in spent)
-            timings["upload_s"] = sum(upload for _, upload in spent)
+            self.make_videos(request, version, candidates, timings)
         except SERVICE_ERRORS:
             raise  # not the request's fault: run() reads its message again
         except Exception as exc:  # a failed request is recorded and reported, never retried forever
             log.exception("request %s failed on %s (%s)", request.request_id, model_version, route)
-            if uploading:
-                self.discard_uploads(keys)
             error = f"{exc.__class__.__name__}: {exc}"
-            self.finish(request, route, model_version, timings, status="failed", error=error)
-            self.publish(
-                GenerationEvent(
-                    request_id=request.request_id,
-                    tenant=request.tenant,
-                    status="failed",
-                    model_version=model_version,
-                    route=route,
-                    error=error[:500],
-                )
+            outcome = Outcome("failed", route, model_version, timings, error=error)
+        else:
+            timings["total_s"] = (datetime.now(UTC) - received).total_seconds()
+            outcome = Outcome("succeeded", route, model_version, timings, candidates=candidates)
+        finish_request(self.engine, request.request_id, outcome)
+        self.publish(self.finished_event(request, outcome))
+        if outcome.status == "succeeded":
+            log.info(
+                "request %s: %d candidates by %s (%s) in %.2fs",
+                request.request_id,
+                len(candidates),
+                model_version,
+                route,
+                timings["total_s"],
             )
-            return
-        timings["total_s"] = (datetime.now(UTC) - received).total_seconds()
-        self.finish(
-            request,
-            route,
-            model_version,
-            timings,
-            status="succeeded",
-            candidates=list(zip(prompts, seeds, keys, strict=True)),
-        )
-        self.publish(
-            GenerationEvent(
-                request_id=request.request_id,
-                tenant=request.tenant,
-                status="succeeded",
-                model_version=model_version,
-                route=route,
-                candidates=keys,
-            )
-        )
-        log.info(
-            "request %s: %d candidates by %s (%s) in %.2fs",
-            request.request_id,
-            len(keys),
-            model_version,
-            route,
-            timings["total_s"],
-        )
 
-    def store_video(self, key: str, frames: Any, fps: int) -> tuple[float, float]:
-        """Encode one candidate and upload it; returns (encode, upload) seconds."""
-        from inference.video import encode_mp4
-
-        start = time.perf_counter()
-        data = encode_mp4(frames, fps)
-        encoded = time.perf_counter()
-        self.store.put_bytes(VIDEOS_BUCKET, key, data, content_type="video/mp4")
-        return encoded - start, time.perf_counter() - encoded
-
-    def discard_uploads(self, keys: list[str]) -> None:
-        """A failed request keeps no videos: remove what its candidates uploaded (best effort)."""
-        for key in keys:
-            try:
-                self.store.remove(VIDEOS_BUCKET, key)
-            except ObjectStoreError as exc:
-                log.warning("could not remove %s of a failed request: %s", key, exc)
-
-    def finish(
+    def make_videos(
         self,
         request: PromptRequest,
-        route: str,
-        model_version: str,
+        version: ModelVersionRef | None,
+        candidates: list[Candidate],
         timings: dict[str, float],
-        *,
-        status: str,
-        candidates: list[tuple[str, int, str]] | None = None,
-        error: str | None = None,
     ) -> None:
-        """Candidates and the request's final state in one transaction: both or neither are visible."""
-        import json
+        """Ask the model server for the candidates and store them; adds each phase's seconds to ``timings``.
 
-        prompts, seeds, keys = zip(*candidates, strict=True) if candidates else ((), (), ())
-        with self.engine.begin() as conn:
-            if candidates:  # all rows in one statement: one round trip, however many candidates
-                conn.execute(
-                    text("""
-                    insert into candidates (request_id, candidate_index, variation_prompt, seed, object_key)
-                    select :id, ordinality - 1, prompt, seed, key
-                    from unnest(cast(:prompts as text[]), cast(:seeds as bigint[]), cast(:keys as text[]))
-                        with ordinality as c (prompt, seed, key, ordinality)
-                    on conflict (request_id, candidate_index) do update
-                    set variation_prompt = excluded.variation_prompt, seed = excluded.seed,
-                        object_key = excluded.object_key
-                    """),
-                    {
-                        "id": str(request.request_id),
-                        "prompts": list(prompts),
-                        "seeds": list(seeds),
-                        "keys": list(keys),
-                    },
-                )
-            conn.execute(
-                text("""
-                update generation_requests set status = :status, finished_at = now(), route = :route,
-                    model_version = :version, timings = cast(:timings as jsonb), error = :error
-                where request_id = :id
-                """),
-                {
-                    "status": status,
-                    "route": route,
-                    "version": model_version,
-                    "timings": json.dumps({k: round(v, 4) for k, v in timings.items()}),
-                    "error": error,
-                    "id": str(request.request_id),
-                },
-            )
+        ``timings`` is filled as the phases end, so a request that fails midway records how far it got.
+        """
+        generation = self.server.generate(
+            version,
+            [c.variation_prompt for c in candidates],
+            [c.seed for c in candidates],
+            num_frames=request.num_frames,
+            height=request.height,
+            width=request.width,
+            num_inference_steps=self.settings.inference_steps,
+        )
+        timings.update(generation.timings)
+        keys = [c.object_key for c in candidates]
+        timings.update(self.videos.put_all(keys, generation.videos, request.fps))
 
-    def completed_event(self, request: PromptRequest) -> GenerationEvent:
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                text("select model_version, route from generation_requests where request_id = :id"),
-                {"id": str(request.request_id)},
-            ).one()
-            keys = (
-                conn.execute(
-                    text("select object_key from candidates where request_id = :id order by candidate_index"),
-                    {"id": str(request.request_id)},
-                )
-                .scalars()
-                .all()
-            )
-        return GenerationEvent(
-            request_id=request.request_id,
-            tenant=request.tenant,
-            status="succeeded",
-            model_version=row.model_version,
-            route=row.route or "base",
-            candidates=list(keys),
+    @staticmethod
+    def finished_event(request: PromptRequest, outcome: Outcome) -> GenerationEvent:
+        return GenerationEvent.finished(
+            request.request_id,
+            request.tenant,
+            model_version=outcome.model_version,
+            route=outcome.route,
+            candidates=[c.object_key for c in outcome.candidates],
+            error=outcome.error,
+        )
+
+    def replayed_event(self, request: PromptRequest) -> GenerationEvent:
+        """The completion event of a request that already succeeded, rebuilt from its rows."""
+        job = get_job(self.engine, request.request_id)
+        assert job is not None, "a request claimed as done has a row"
+        return GenerationEvent.finished(
+            job.request_id,
+            job.tenant,
+            model_version=job.model_version,
+            route=job.route or BASE_ROUTE,
+            candidates=[c.object_key for c in job.candidates],
         )
 
     def publish(self, event: GenerationEvent) -> None:
@@ -394,51 +281,6 @@ class Worker:
         )
         self.producer.send(PROMPTS_DLQ_TOPIC, key=record.key, value=letter.model_dump(mode="json"))
         self.producer.flush(timeout=30)
-
-    # ---- routing ------------------------------------------------------------------------------
-    def challenger_weight(self) -> int:
-        with self.engine.connect() as conn:
-            weight = conn.execute(
-                text("""
-                select traffic_weight from deployments
-                where alias = :alias and state = 'canary' and model_name = :model
-                order by updated_at desc limit 1"""),
-                {"alias": CHALLENGER_ALIAS, "model": self.settings.registered_model},
-            ).scalar()
-        return int(weight or 0)
-
-    def aliases(self) -> dict[str, Any]:
-        """The registry's champion and challenger versions, refreshed every ALIAS_REFRESH_S seconds.
-
-        While the registry cannot be reached, the versions it named last keep serving.
-        """
-        from mlflow.exceptions import MlflowException
-
-        from inference.model import resolve_alias
-
-        if self.registry is None:
-            return {}
-        if self._aliases is None or time.monotonic() - self._aliases_at > ALIAS_REFRESH_S:
-            try:
-                self._aliases = {
-                    alias: resolve_alias(self.registry, alias, self.settings.registered_model)
-                    for alias in (CHAMPION_ALIAS, CHALLENGER_ALIAS)
-                }
-            except (MlflowException, OSError) as exc:  # OSError: the HTTP client's connection errors
-                if self._aliases is None:
-                    raise RegistryUnavailable(f"model registry unreachable: {exc}") from exc
-                log.warning("model registry unreachable (%s): serving the versions it named last", exc)
-            self._aliases_at = time.monotonic()
-        return self._aliases
-
-    def choose_model(self, request: PromptRequest) -> tuple[str, Any]:
-        """The request's route and the version serving it: ``base`` and None when no version has the alias."""
-        versions = self.aliases()
-        route = CHAMPION_ALIAS
-        if versions.get(CHALLENGER_ALIAS) is not None:  # only a canary has a weight to ask PostgreSQL for
-            route = route_for(request.request_id, self.challenger_weight())
-        version = versions.get(route)
-        return (route if version is not None else BASE_ROUTE), version
 
 
 def _kafka_lag_s(record: Any, received: datetime) -> float | None:

@@ -19,7 +19,6 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from etl.config import FilterConfig
 from spark_jobs.csv_input import (
     FILE_NAME_COLUMN,
     bad_row_reason,
@@ -29,8 +28,8 @@ from spark_jobs.csv_input import (
     parse_number,
     read_csv_as_strings,
 )
-from spark_jobs.outputs import RowReport, add_output_options, write_outputs
-from spark_jobs.session import get_spark
+from spark_jobs.filter_config import FilterConfig
+from spark_jobs.outputs import RowReport, add_output_options, run_alone
 from spark_jobs.text import (
     DEFAULT_TAG_VOCABULARY,
     extract_tags_col,
@@ -77,12 +76,26 @@ class CurationReport(RowReport):
     filtered_out: dict[str, int] = field(default_factory=dict)
     unmapped: int = 0
 
+    @property
+    def duplicates_total(self) -> int:
+        return sum(self.duplicates_dropped.values())
+
+    @property
+    def filtered_total(self) -> int:
+        return sum(self.filtered_out.values())
+
     def to_dict(self) -> dict[str, object]:
         return {
             **super().to_dict(),
-            "duplicates_total": sum(self.duplicates_dropped.values()),
-            "filtered_total": sum(self.filtered_out.values()),
+            "duplicates_total": self.duplicates_total,
+            "filtered_total": self.filtered_total,
         }
+
+    def outcome(self) -> str:
+        return (
+            f"{super().outcome()}, {self.duplicates_total} duplicates, {self.filtered_total} filtered, "
+            f"{self.unmapped} unmapped"
+        )
 
 
 def _parsed(raw: DataFrame) -> DataFrame:
@@ -219,7 +232,6 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--openvid-csv", required=True, help="OpenVid-1M metadata CSV (local path or URI)")
     parser.add_argument("--mappings", required=True, help="folder holding video_mappings/OpenVid_part*.csv")
     add_output_options(parser)
-    parser.add_argument("--master", default=None, help="Spark master (default: SPARK_MASTER or local[2])")
     parser.add_argument(
         "--config", default=None, help="JSON file with FilterConfig fields (default: defaults)"
     )
@@ -227,23 +239,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the job alone. The session is left running: the process exit ends it, and tests reuse it."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Run the job alone, on the thresholds of ``--config`` (default: ``FilterConfig()``)."""
     args = _parse_args(argv)
     cfg = FilterConfig.model_validate_json(Path(args.config).read_text()) if args.config else FilterConfig()
-    spark = get_spark("adfame-curate-clips", args.master)
-    curated, report = curate(spark, args.openvid_csv, [f"{args.mappings.rstrip('/')}/*.csv"], cfg)
-    report_path = Path(args.report)
-    write_outputs(curated, report, args.out, report_path)
-    log.info(
-        "curated %d of %d rows (%d bad, %d unmapped) -> %s; report %s",
-        report.selected,
-        report.rows_read,
-        report.bad_rows_total,
-        report.unmapped,
-        args.out,
-        report_path,
-    )
+    mappings = [f"{args.mappings.rstrip('/')}/*.csv"]
+    run_alone("adfame-curate-clips", args, lambda spark: curate(spark, args.openvid_csv, mappings, cfg))
     return 0
 
 

@@ -12,16 +12,14 @@ import logging
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from etl.config import FilterConfig
 from spark_jobs.csv_input import bad_row_reason, count_by, first_reason, parse_number, read_csv_as_strings
-from spark_jobs.outputs import RowReport, add_output_options, write_outputs
-from spark_jobs.session import get_spark
+from spark_jobs.filter_config import FilterConfig
+from spark_jobs.outputs import RowReport, add_output_options, run_alone
 from spark_jobs.text import normalize_caption_col
 
 log = logging.getLogger(__name__)
@@ -48,6 +46,9 @@ class PromptReport(RowReport):
     max_toxicity: float
     toxic_dropped: int = 0
     duplicates_dropped: int = 0
+
+    def outcome(self) -> str:
+        return f"{super().outcome()}, {self.toxic_dropped} toxic, {self.duplicates_dropped} duplicates"
 
 
 def _parsed(raw: DataFrame) -> DataFrame:
@@ -122,27 +123,16 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=FilterConfig().max_prompt_toxicity,
         help="highest allowed score on each of the six toxicity columns",
     )
-    parser.add_argument("--master", default=None, help="Spark master (default: SPARK_MASTER or local[2])")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the job alone. The session is left running: the process exit ends it, and tests reuse it."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Run the job alone, keeping prompts at or under ``--max-toxicity``."""
     args = _parse_args(argv)
-    spark = get_spark("adfame-filter-prompts", args.master)
-    prompts, report = filter_prompts(spark, args.vidprom_csv, args.max_toxicity)
-    report_path = Path(args.report)
-    write_outputs(prompts, report, args.out, report_path)
-    log.info(
-        "kept %d of %d prompts (%d bad, %d toxic, %d duplicates) -> %s; report %s",
-        report.selected,
-        report.rows_read,
-        report.bad_rows_total,
-        report.toxic_dropped,
-        report.duplicates_dropped,
-        args.out,
-        report_path,
+    run_alone(
+        "adfame-filter-prompts",
+        args,
+        lambda spark: filter_prompts(spark, args.vidprom_csv, args.max_toxicity),
     )
     return 0
 

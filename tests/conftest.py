@@ -7,6 +7,7 @@ never to the stack a user started with `make demo`.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -21,8 +22,19 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _from_project_root(key: str, value: str) -> str:
+    """The profile's folders are relative to the project; a child process may run elsewhere."""
+    if key.endswith("_DIR"):
+        return str(PROJECT_ROOT / value)
+    if key.endswith("_FOLDERS"):
+        return json.dumps([str(PROJECT_ROOT / folder) for folder in json.loads(value)])
+    return value
+
+
 STACK_PROFILE = {
-    key: str(PROJECT_ROOT / value) if key.endswith("_DIR") else value
+    key: _from_project_root(key, value)
     for key, value in dotenv_values(Path(__file__).with_name("stack.env")).items()
     if value is not None
 }

@@ -3,5 +3,6 @@
 - ``requests``: generation requests and their candidates (API, workers, CLI)
 - ``selections``: marketers' picks and the retrain milestones they complete
 - ``deployments``: model versions' traffic weights and states, and monitoring metrics
-- ``datasets``: curated snapshots, their clips and the ETL runs that made them
+- ``datasets``: curated snapshots, their clips and the ETL runs that made them, and the latest one's numbers
+- ``api_keys``: per-tenant API keys, stored as digests (what a key is stays in ``inference.auth``)
 """

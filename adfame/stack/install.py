@@ -15,10 +15,13 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from adfame.settings import Settings
 from adfame.stack import StackError
+from adfame.stack.process import run_checked
 
 log = logging.getLogger(__name__)
 BUILD_DIR = Path(__file__).resolve().parent / "build"
@@ -38,9 +41,46 @@ def _apt_install(*packages: str) -> None:
     log.info("installing %s with apt-get", " ".join(packages))
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *packages]):
-        result = subprocess.run(command, env=env, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise StackError(f"`{' '.join(command)}` failed:\n{result.stderr[-2000:]}")
+        run_checked(command, f"`{' '.join(command)}`", env=env)
+
+
+def _find_or_apt_install(find: Callable[[], Path | None], package: str, install: bool, missing: str) -> Path:
+    """A system program ``find`` locates; installed from ``package`` first when it is missing and
+    installing is allowed; else a StackError with the ``missing`` message."""
+    found = find()
+    if found is None and install:
+        _apt_install(package)
+        found = find()
+    if found is None:
+        raise StackError(missing)
+    return found
+
+
+def _build_tool(name: str, why: str, *fallbacks: Path) -> str:
+    """A build tool needed once (Maven, Go), or a StackError saying why it is needed."""
+    found = shutil.which(name) or next((str(path) for path in fallbacks if path.exists()), None)
+    if found is None:
+        raise StackError(why)
+    return found
+
+
+def _build_into(
+    target: Path, staging: Path, command: list[str], what: str, done: Callable[[Path], bool], **kwargs: Any
+) -> Path:
+    """Run a fetch or build that writes ``staging``, then rename it to ``target``: the cache holds
+    complete results only (``done`` says what complete is), so an interrupted install is redone."""
+    try:
+        run_checked(command, what, **kwargs)
+        if not done(staging):
+            raise StackError(f"{what} left no result in {staging}")
+    except StackError:
+        if staging.is_dir():
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            staging.unlink(missing_ok=True)
+        raise
+    staging.rename(target)
+    return target
 
 
 # ---- PostgreSQL -------------------------------------------------------------
@@ -57,16 +97,13 @@ def postgres_bindir() -> Path | None:
 
 
 def ensure_postgres(install: bool) -> Path:
-    bindir = postgres_bindir()
-    if bindir is None and install:
-        _apt_install("postgresql")
-        bindir = postgres_bindir()
-    if bindir is None:
-        raise StackError(
-            "PostgreSQL server not found (no /usr/lib/postgresql/*/bin/postgres): "
-            "run `adfame stack install` or `apt-get install postgresql`"
-        )
-    return bindir
+    return _find_or_apt_install(
+        postgres_bindir,
+        "postgresql",
+        install,
+        "PostgreSQL server not found (no /usr/lib/postgresql/*/bin/postgres): "
+        "run `adfame stack install` or `apt-get install postgresql`",
+    )
 
 
 # ---- Java -------------------------------------------------------------------
@@ -88,15 +125,14 @@ def java_major(java: Path) -> int:
 
 
 def ensure_java(install: bool) -> Path:
-    java = java_binary()
-    if java is None and install:
-        _apt_install("openjdk-17-jre-headless")
-        java = java_binary()
-    if java is None:
-        raise StackError(
-            f"Kafka needs Java {MIN_JAVA} or newer, but `java` is not on PATH and JAVA_HOME is "
-            "not set: install a JDK/JRE (Debian: apt-get install openjdk-17-jre-headless)"
-        )
+    java = _find_or_apt_install(
+        java_binary,
+        "openjdk-17-jre-headless",
+        install,
+        f"Kafka needs Java {MIN_JAVA} or newer, but `java` is not on PATH and JAVA_HOME is "
+        "not set: run `adfame stack install` (as root) or install a JDK/JRE "
+        "(Debian: apt-get install openjdk-17-jre-headless)",
+    )
     major = java_major(java)
     if major < MIN_JAVA:
         raise StackError(
@@ -112,21 +148,24 @@ def kafka_libs(settings: Settings) -> Path:
     return settings.cache_dir / f"kafka-{settings.kafka_version}-{digest}" / "libs"
 
 
+def _has_kafka_jars(folder: Path) -> bool:
+    return any(folder.glob("kafka_2.13-*.jar"))
+
+
 def ensure_kafka_jars(settings: Settings, install: bool) -> Path:
     """Resolve Kafka's jars from Maven Central with the committed pom (cached in ~/.m2)."""
     libs = kafka_libs(settings)
-    if any(libs.glob("kafka_2.13-*.jar")):
+    if _has_kafka_jars(libs):
         return libs
     if not install:
         raise StackError(
             f"Kafka {settings.kafka_version} jars are not installed in {libs}: run `adfame stack install`"
         )
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise StackError(
-            "Maven (`mvn`) is needed once to fetch the Kafka jars from Maven Central: "
-            "install it (Debian: apt-get install maven)"
-        )
+    mvn = _build_tool(
+        "mvn",
+        "Maven (`mvn`) is needed once to fetch the Kafka jars from Maven Central: "
+        "install it (Debian: apt-get install maven)",
+    )
     log.info("fetching Kafka %s jars from Maven Central into %s", settings.kafka_version, libs)
     libs.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=libs.parent, prefix=".libs-"))
@@ -141,12 +180,7 @@ def ensure_kafka_jars(settings: Settings, install: bool) -> Path:
         "-DincludeScope=runtime",
         f"-Dkafka.version={settings.kafka_version}",
     ]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0 or not any(staging.glob("kafka_2.13-*.jar")):
-        shutil.rmtree(staging, ignore_errors=True)
-        raise StackError(f"fetching the Kafka jars failed:\n{(result.stdout + result.stderr)[-2000:]}")
-    staging.rename(libs)
-    return libs
+    return _build_into(libs, staging, command, "fetching the Kafka jars", _has_kafka_jars)
 
 
 # ---- SeaweedFS ----------------------------------------------------------------
@@ -163,24 +197,23 @@ def ensure_seaweedfs(settings: Settings, install: bool) -> Path:
         return binary
     if not install:
         raise StackError(f"SeaweedFS is not built yet ({binary} is missing): run `adfame stack install`")
-    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
-    if go is None:
-        raise StackError("Go is needed once to build the S3 server (SeaweedFS): install Go 1.24 or newer")
+    go = _build_tool(
+        "go",
+        "Go is needed once to build the S3 server (SeaweedFS): install Go 1.24 or newer",
+        Path("/usr/local/go/bin/go"),
+    )
     log.info("building SeaweedFS into %s (a few minutes the first time; cached afterwards)", binary)
     binary.parent.mkdir(parents=True, exist_ok=True)
     staging = binary.with_suffix(".partial")
-    result = subprocess.run(
+    return _build_into(
+        binary,
+        staging,
         [go, "build", "-trimpath", "-o", str(staging), "github.com/seaweedfs/seaweedfs/weed"],
+        "building SeaweedFS",
+        Path.exists,
         cwd=BUILD_DIR / "seaweedfs",
-        capture_output=True,
-        text=True,
         env={**os.environ, "GOFLAGS": "-buildvcs=false"},
     )
-    if result.returncode != 0:
-        staging.unlink(missing_ok=True)
-        raise StackError(f"building SeaweedFS failed:\n{result.stderr[-3000:]}")
-    staging.rename(binary)
-    return binary
 
 
 # ---- Chromium (browser tests of the selection page) ------------------------------------------
@@ -191,10 +224,5 @@ def chromium_binary() -> Path | None:
 
 def ensure_chromium(install_missing: bool) -> Path:
     """Debian's Chromium: Playwright's own browser download cannot work on an offline machine."""
-    browser = chromium_binary()
-    if browser is None and install_missing:
-        _apt_install("chromium")
-        browser = chromium_binary()
-    if browser is None:
-        raise StackError("the browser tests need Chromium: apt-get install chromium")
-    return browser
+    missing = "the browser tests need Chromium: apt-get install chromium"
+    return _find_or_apt_install(chromium_binary, "chromium", install_missing, missing)

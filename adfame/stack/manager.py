@@ -12,10 +12,13 @@ from pathlib import Path
 
 import psutil
 
+from adfame import health
+from adfame.health import Probe
 from adfame.settings import Settings, ensure_secrets
 from adfame.stack import StackError
-from adfame.stack.process import port_holder, port_in_use, spawn, stop, tail
+from adfame.stack.process import port_holder, spawn, stop, tail
 from adfame.stack.services import SERVICE_CLASSES, Service
+from adfame.waiting import WaitTimeout, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +86,7 @@ class Stack:
 
     def _start(self, svc: Service, install_missing: bool) -> None:
         for port in svc.ports():
-            if port_in_use(self.settings.host, port):
+            if health.listening(self.settings.host, port):
                 raise StackError(
                     f"{svc.name} cannot start: port {port} on {self.settings.host} is already in use by "
                     f"{port_holder(port)}. Stop that process or choose another port in .env "
@@ -99,23 +102,31 @@ class Stack:
         self._wait_healthy(svc, proc)
 
     def _wait_healthy(self, svc: Service, proc: psutil.Process) -> None:
-        deadline = time.monotonic() + self.settings.start_timeout
-        while True:
+        """Probe until healthy; a process that exits while starting fails at once, with its log's tail."""
+
+        def probe_while_alive() -> Probe:
             probe = svc.probe()
-            if probe.ok:
-                return
-            if not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE:
+            if not probe.ok and (not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE):
                 svc.pidfile.clear()
                 raise StackError(
                     f"{svc.name} exited while starting ({probe.detail}); its log is "
                     f"{svc.log_path}:\n{tail(svc.log_path)}"
                 )
-            if time.monotonic() > deadline:
-                raise StackError(
-                    f"{svc.name} did not become healthy within {self.settings.start_timeout:.0f}s "
-                    f"({probe.detail}); its log is {svc.log_path}:\n{tail(svc.log_path)}"
-                )
-            time.sleep(0.5)
+            return probe
+
+        timeout_s = self.settings.start_timeout
+        try:
+            wait_for(
+                probe_while_alive,
+                what=f"{svc.name} healthy",
+                timeout_s=timeout_s,
+                done=lambda probe: probe.ok,
+            )
+        except WaitTimeout as timeout:
+            raise StackError(
+                f"{svc.name} did not become healthy within {timeout_s:.0f}s "
+                f"({timeout.last.detail}); its log is {svc.log_path}:\n{tail(svc.log_path)}"
+            ) from None
 
     def down(self, names: Iterable[str] | None = None) -> list[str]:
         """Stop the selected services (all by default), dependants first."""

@@ -1,4 +1,5 @@
-"""Background processes with pid files: spawn, find, stop, and who holds a port."""
+"""Processes of the stack: background servers with pid files (spawn, find, stop), who holds a port, and
+one-off commands (initdb, a build) that must succeed."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
+
+from adfame.stack import StackError
 
 
 @dataclass(frozen=True)
@@ -78,10 +81,14 @@ def stop(proc: psutil.Process, sig: int = signal.SIGTERM, timeout_s: float = 30.
     psutil.wait_procs(alive, timeout=5)
 
 
-def port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
+def run_checked(command: list[str], what: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run a one-off command to the end; a failure is a StackError carrying the tail of its output."""
+    result = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    if result.returncode != 0:
+        raise StackError(
+            f"{what} failed (exit {result.returncode}):\n{(result.stdout + result.stderr)[-2000:]}"
+        )
+    return result
 
 
 def port_holder(port: int) -> str:

@@ -13,11 +13,11 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 import uuid
 from abc import ABC, abstractmethod
+from functools import cached_property
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +28,8 @@ from adfame.health import Probe
 from adfame.mlflow_setup import mlflow_environment
 from adfame.settings import PROJECT_ROOT, Settings
 from adfame.stack import StackError, install
-from adfame.stack.process import PidFile, tail
+from adfame.stack.process import PidFile, run_checked, tail
+from adfame.waiting import WaitTimeout, wait_for
 
 if TYPE_CHECKING:
     from adfame.storage import ObjectStore
@@ -38,14 +39,6 @@ log = logging.getLogger(__name__)
 _WRITE_CHECK_KEY = ".adfame/write-check"
 
 VENV_BIN = Path(sys.executable).parent
-
-
-def _run_checked(command: list[str], what: str, **kwargs) -> None:
-    result = subprocess.run(command, capture_output=True, text=True, **kwargs)
-    if result.returncode != 0:
-        raise StackError(
-            f"{what} failed (exit {result.returncode}):\n{(result.stdout + result.stderr)[-2000:]}"
-        )
 
 
 class Service(ABC):
@@ -85,7 +78,11 @@ class Service(ABC):
         return ""
 
     def install(self, install_missing: bool) -> None:  # noqa: B027 - optional hook, a no-op by default
-        """Make sure the binaries exist; fetch or build missing ones only when asked to."""
+        """Check that the binaries exist; fetch or build missing ones only when asked to.
+
+        It records nothing: ``prepare`` and ``command`` find the binaries themselves (properties that
+        raise a StackError naming `adfame stack install` when one is missing), so they work in any order.
+        """
 
     def prepare(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Write configuration and initialise data folders (idempotent)."""
@@ -95,7 +92,10 @@ class Service(ABC):
         """The server's command line."""
 
     def environment(self) -> dict[str, str]:
-        return {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+        """The caller's environment with this stack's folders made absolute (the process runs in its
+        own folder) and the project's virtualenv first on PATH."""
+        path = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+        return {**os.environ, **self.settings.folders_environment(), "PATH": path}
 
     @abstractmethod
     def probe(self) -> Probe:
@@ -124,7 +124,12 @@ class Postgres(Service):
         return f"postgresql://{self.settings.host}:{self.settings.postgres_port}/{self.settings.app_db}"
 
     def install(self, install_missing: bool) -> None:
-        self.bindir = install.ensure_postgres(install_missing)
+        install.ensure_postgres(install_missing)
+
+    @cached_property
+    def bindir(self) -> Path:
+        """The PostgreSQL server's bin folder (initdb, postgres)."""
+        return install.ensure_postgres(install=False)
 
     def _chown(self, path: Path) -> None:
         if self.run_as:
@@ -141,7 +146,7 @@ class Postgres(Service):
         pwfile.write_text(self.settings.postgres_password.get_secret_value() + "\n")
         self._chown(pwfile)
         try:
-            _run_checked(
+            run_checked(
                 [
                     str(self.bindir / "initdb"),
                     "-D",
@@ -210,7 +215,12 @@ class ObjectStoreServer(Service):
         return self.settings.s3_url
 
     def install(self, install_missing: bool) -> None:
-        self.binary = install.ensure_seaweedfs(self.settings, install_missing)
+        install.ensure_seaweedfs(self.settings, install_missing)
+
+    @cached_property
+    def binary(self) -> Path:
+        """SeaweedFS's `weed`, built by `adfame stack install`."""
+        return install.ensure_seaweedfs(self.settings, install=False)
 
     def prepare(self) -> None:
         (self.dir / "data").mkdir(parents=True, exist_ok=True)
@@ -276,19 +286,25 @@ class ObjectStoreServer(Service):
         (seconds) until the master has its volume server back. Put and remove a marker to be sure."""
         from adfame.storage import ObjectStoreError
 
+        def write_and_remove_marker() -> bool:
+            store.put_bytes(MODELS_BUCKET, _WRITE_CHECK_KEY, b"ok")
+            store.remove(MODELS_BUCKET, _WRITE_CHECK_KEY)
+            return True
+
         start = time.monotonic()
-        while True:
-            try:
-                store.put_bytes(MODELS_BUCKET, _WRITE_CHECK_KEY, b"ok")
-                store.remove(MODELS_BUCKET, _WRITE_CHECK_KEY)
-                break
-            except ObjectStoreError as exc:
-                if time.monotonic() - start > self.settings.start_timeout:
-                    raise StackError(
-                        f"s3 accepts no writes {self.settings.start_timeout:.0f}s after starting ({exc}); "
-                        f"its log is {self.log_path}:\n{tail(self.log_path)}"
-                    ) from exc
-                time.sleep(0.5)
+        timeout_s = self.settings.start_timeout
+        try:
+            wait_for(
+                write_and_remove_marker,
+                what="s3 accepts writes",
+                timeout_s=timeout_s,
+                retry_on=(ObjectStoreError,),
+            )
+        except WaitTimeout as timeout:
+            raise StackError(
+                f"s3 accepts no writes {timeout_s:.0f}s after starting ({timeout.last}); "
+                f"its log is {self.log_path}:\n{tail(self.log_path)}"
+            ) from timeout.last
         if (waited := time.monotonic() - start) > 1.0:
             log.info("%-22s accepts writes after %.1fs more", self.name, waited)
 
@@ -305,8 +321,18 @@ class Kafka(Service):
         return f"kafka://{self.settings.kafka_bootstrap}"
 
     def install(self, install_missing: bool) -> None:
-        self.java = install.ensure_java(install_missing)
-        self.libs = install.ensure_kafka_jars(self.settings, install_missing)
+        install.ensure_java(install_missing)
+        install.ensure_kafka_jars(self.settings, install_missing)
+
+    @cached_property
+    def java(self) -> Path:
+        """A Java 17+ runtime (found once: checking its version starts a JVM)."""
+        return install.ensure_java(install=False)
+
+    @cached_property
+    def libs(self) -> Path:
+        """Kafka's jars, fetched from Maven Central by `adfame stack install`."""
+        return install.ensure_kafka_jars(self.settings, install=False)
 
     @property
     def classpath(self) -> str:
@@ -362,7 +388,7 @@ class Kafka(Service):
         if (self.dir / "data" / "meta.properties").exists():
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        _run_checked(
+        run_checked(
             [
                 str(self.java),
                 "-cp",
@@ -481,7 +507,7 @@ class AirflowComponent(Service):
             json.dump({self.settings.airflow_user: self.settings.airflow_password.get_secret_value()}, handle)
         marker = self.home / f".migrated-{version('apache-airflow')}"
         if not (marker.exists() and self._metadata_db_initialised()):
-            _run_checked(
+            run_checked(
                 [str(VENV_BIN / "airflow"), "db", "migrate"],
                 "airflow db migrate",
                 env=self.environment(),
@@ -588,7 +614,7 @@ class ApiServer(Service):
         return [self.settings.api_port]
 
     def url(self) -> str:
-        return f"http://{self.settings.host}:{self.settings.api_port}"
+        return self.settings.api_url
 
     def command(self) -> list[str]:
         return [str(VENV_BIN / "adfame"), "api"]
@@ -603,13 +629,15 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
     home = s.state_dir / "airflow"
     return {
         "AIRFLOW_HOME": str(home),
-        "ADFAME_STATE_DIR": str(s.state_dir),
+        **s.folders_environment(),
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": str(s.airflow_parallelism),
         "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(s.airflow_parallelism),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # A stack's Airflow runs tasks for real, even when started from a process in unit-test mode.
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__CORE__FERNET_KEY": s.airflow_fernet_key.get_secret_value(),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{s.airflow_url}/execution/",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{s.airflow_user}:admin",
@@ -620,10 +648,22 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__API_AUTH__JWT_SECRET": s.airflow_jwt_secret.get_secret_value(),
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(s.airflow_worker_log_port),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(s.airflow_triggerer_log_port),
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(dag_bundles(s)),
         # New DAG files show up within seconds instead of minutes.
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "15",
     }
+
+
+def dag_bundles(settings: Settings) -> list[dict[str, object]]:
+    """Airflow 3's DAG bundles: the project's dags/ (``dags-folder``, as by default) and one local bundle
+    per ``extra_dag_folders`` entry, named after its path (``tests/dags`` is ``tests-dags``)."""
+    local = "airflow.dag_processing.bundles.local.LocalDagBundle"
+    bundles: list[dict[str, object]] = [{"name": "dags-folder", "classpath": local, "kwargs": {}}]
+    for folder in settings.extra_dag_folders:
+        where = folder.relative_to(PROJECT_ROOT) if folder.is_relative_to(PROJECT_ROOT) else Path(folder.name)
+        bundles.append({"name": "-".join(where.parts), "classpath": local, "kwargs": {"path": str(folder)}})
+    return bundles
 
 
 SERVICE_CLASSES: tuple[type[Service], ...] = (

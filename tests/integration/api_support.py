@@ -1,22 +1,20 @@
-"""Helpers for the API, feedback and selection-page tests: a fresh database, the worker's part, a served app.
+"""Helpers for the API, feedback and selection-page tests: the worker's part, a served app.
 
-The worker's part is simulated the way the worker does it (DESIGN §5): real mp4 objects under
-``{tenant}/{request_id}/{index}.mp4`` in adfame-videos, then the candidate rows and the request's
-status in one transaction. Everything talks to the real stack; nothing is mocked.
+The worker's part is simulated the way the worker does it (docs/architecture.md#contracts): real mp4
+objects under ``{tenant}/{request_id}/{index}.mp4`` in adfame-videos, then the candidate rows and the
+request's status in one transaction, through the same repository the worker uses. Everything talks
+to the real stack; nothing is mocked. The databases and the served API are fixtures of conftest.py.
 """
 
 from __future__ import annotations
 
-import json
 import socket
 import tempfile
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
 
 import imageio_ffmpeg
 import numpy as np
@@ -24,33 +22,13 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import Engine, text
 
-from adfame import db
 from adfame.contracts import VIDEOS_BUCKET, video_object_key
-from adfame.settings import Settings
+from adfame.repositories.requests import Candidate, Outcome, finish_request, record_request
+from adfame.schemas import PromptRequest
 from adfame.storage import ObjectStore
+from adfame.waiting import wait_for
 
 FRAMES, FPS, SIZE = 16, 8, 64
-T = TypeVar("T")
-
-
-@contextmanager
-def fresh_database(settings: Settings) -> Iterator[Engine]:
-    """A new, migrated, uniquely named database, dropped afterwards; other tests' rows never interfere."""
-    admin = db.create_engine_for(settings, database="postgres").execution_options(
-        isolation_level="AUTOCOMMIT"
-    )
-    name = f"adfame_test_api_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = db.create_engine_for(settings, database=name)
-    try:
-        db.upgrade(engine)
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def make_mp4(shade: int, frames: int = FRAMES, fps: int = FPS, size: int = SIZE) -> bytes:
@@ -74,98 +52,58 @@ def make_mp4(shade: int, frames: int = FRAMES, fps: int = FPS, size: int = SIZE)
 
 def insert_request(engine: Engine, tenant: str, prompt: str = "a sunset over the ocean") -> uuid.UUID:
     """A queued request's row, as the API writes it."""
-    request_id = uuid.uuid4()
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO generation_requests (request_id, tenant, prompt, num_frames, fps, height, width)"
-                " VALUES (:id, :tenant, :prompt, :frames, :fps, :size, :size)"
-            ),
-            {
-                "id": request_id,
-                "tenant": tenant,
-                "prompt": prompt,
-                "frames": FRAMES,
-                "fps": FPS,
-                "size": SIZE,
-            },
-        )
-    return request_id
+    request = PromptRequest(tenant=tenant, prompt=prompt, num_frames=FRAMES, fps=FPS, height=SIZE, width=SIZE)
+    record_request(engine, request)
+    return request.request_id
 
 
 def complete_request(
     engine: Engine, store: ObjectStore | None, request_id: uuid.UUID, tenant: str, candidates: int = 5
 ) -> list[str]:
     """Do the worker's part: upload the mp4s (unless ``store`` is None), write the rows, mark it succeeded."""
-    keys = [video_object_key(tenant, str(request_id), i) for i in range(candidates)]
+    made = [
+        Candidate(index, f"shot {index}", 1000 + index, video_object_key(tenant, str(request_id), index))
+        for index in range(candidates)
+    ]
     if store is not None:
-        for index, key in enumerate(keys):
-            store.put_bytes(VIDEOS_BUCKET, key, make_mp4(index), content_type="video/mp4")
-    timings = {"queue_wait_s": 0.05, "denoise_s": 0.4, "decode_s": 0.05, "upload_s": 0.02}
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "UPDATE generation_requests SET status = 'succeeded', model_version = 'base',"
-                " route = 'champion', started_at = now(), finished_at = now(),"
-                " timings = CAST(:timings AS jsonb)"
-                " WHERE request_id = :id"
-            ),
-            {"id": request_id, "timings": json.dumps(timings)},
-        )
-        for index, key in enumerate(keys):
-            conn.execute(
-                text(
-                    "INSERT INTO candidates (request_id, candidate_index, variation_prompt, seed, object_key)"
-                    " VALUES (:id, :index, :variation, :seed, :key) ON CONFLICT DO NOTHING"
-                ),
-                {
-                    "id": request_id,
-                    "index": index,
-                    "variation": f"shot {index}",
-                    "seed": 1000 + index,
-                    "key": key,
-                },
+        for candidate in made:
+            store.put_bytes(
+                VIDEOS_BUCKET, candidate.object_key, make_mp4(candidate.index), content_type="video/mp4"
             )
-    return keys
+    timings = {"queue_wait_s": 0.05, "denoise_s": 0.4, "decode_s": 0.05, "upload_s": 0.02}
+    finish_request(engine, request_id, Outcome("succeeded", "champion", "base", timings, candidates=made))
+    return [candidate.object_key for candidate in made]
 
 
 def finished_jobs(engine: Engine, tenant: str, count: int, candidates: int = 1) -> list[uuid.UUID]:
-    """``count`` succeeded jobs with candidate rows only (no objects): enough to select, fast to make."""
-    ids = [uuid.uuid4() for _ in range(count)]
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO generation_requests (request_id, tenant, prompt, height, width, status, route)"
-                " VALUES (:id, :tenant, 'a bulk test prompt', 64, 64, 'succeeded', 'champion')"
-            ),
-            [{"id": i, "tenant": tenant} for i in ids],
-        )
-        conn.execute(
-            text(
-                "INSERT INTO candidates (request_id, candidate_index, variation_prompt, seed, object_key)"
-                " VALUES (:id, :index, 'v', 1, :key)"
-            ),
-            [
-                {"id": i, "index": n, "key": video_object_key(tenant, str(i), n)}
-                for i in ids
-                for n in range(candidates)
-            ],
-        )
+    """``count`` succeeded jobs with candidate rows only (no objects): enough to select."""
+    ids = [insert_request(engine, tenant, "a bulk test prompt") for _ in range(count)]
+    for request_id in ids:
+        complete_request(engine, None, request_id, tenant, candidates)
     return ids
 
 
-def wait_until(
-    predicate: Callable[[], T], timeout_s: float, interval_s: float = 0.2, what: str = "condition"
-) -> T:
-    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
-        time.sleep(interval_s)
+def complete_when_submitted(
+    engine: Engine, store: ObjectStore, prompt: str, tenant: str, timeout_s: float
+) -> threading.Thread:
+    """Play the worker in the background: once the API has recorded ``prompt``'s job, complete it.
+
+    The caller starts the job (an HTTP call, a click) and joins the returned thread.
+    """
+
+    def submitted() -> uuid.UUID | None:
+        with engine.connect() as conn:
+            return conn.execute(
+                text("SELECT request_id FROM generation_requests WHERE prompt = :p"), {"p": prompt}
+            ).scalar_one_or_none()
+
+    def play_worker() -> None:
+        request_id = wait_for(submitted, what=f"the job of {prompt!r} recorded", timeout_s=timeout_s)
+        complete_request(engine, store, request_id, tenant)
+
+    worker = threading.Thread(target=play_worker, name="play-worker")
+    worker.start()
+    return worker
 
 
 def free_port() -> int:
@@ -181,7 +119,7 @@ def served(app: FastAPI) -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()
-    wait_until(lambda: server.started, timeout_s=20, what="uvicorn to start")
+    wait_for(lambda: server.started, what="uvicorn started", timeout_s=20, interval_s=0.2)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

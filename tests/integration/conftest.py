@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine, text
 
-from adfame import health
+from adfame import db, health
 from adfame.settings import Settings, get_settings
 
 _PROBES = {
@@ -58,6 +59,53 @@ def suite_stack(stack_environment: dict[str, str]) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return get_settings()
+
+
+@pytest.fixture(scope="module")
+def new_database(settings: Settings) -> Iterator[Callable[..., Engine]]:
+    """A factory of uniquely named databases, empty or ``migrated``, all dropped at the end of the module.
+
+    A test that counts or lists rows gets a database of its own, so other tests' rows (and the
+    stack's app database) never interfere; they are created over an AUTOCOMMIT admin connection.
+    """
+    admin = db.create_engine_for(settings, database="postgres").execution_options(
+        isolation_level="AUTOCOMMIT"
+    )
+    created: list[tuple[str, Engine]] = []
+
+    def make(migrated: bool = False) -> Engine:
+        name = f"adfame_test_{uuid.uuid4().hex[:12]}"
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        engine = db.create_engine_for(settings, database=name)
+        created.append((name, engine))
+        if migrated:
+            db.upgrade(engine)
+        return engine
+
+    yield make
+    for name, engine in created:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def engine(new_database: Callable[..., Engine]) -> Engine:
+    """This module's own migrated database (never the stack's app database)."""
+    return new_database(migrated=True)
+
+
+@pytest.fixture(scope="module")
+def api_url(settings: Settings, engine: Engine) -> Iterator[str]:
+    """The REST API over this module's database, served by uvicorn on a free port; its base URL."""
+    from api_support import served
+
+    from inference.api import create_app
+
+    with served(create_app(settings, engine=engine)) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ the tests themselves, as the worker does it (rows plus real mp4 objects), so no 
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,29 +13,26 @@ from typing import Any
 
 import httpx
 import pytest
-from api_support import complete_request, fresh_database, insert_request, served, wait_until
+from api_support import complete_request, complete_when_submitted, insert_request
 from kafka import TopicPartition
 from sqlalchemy import Engine, text
 
+from adfame import cli, db
 from adfame.contracts import PROMPTS_TOPIC, VIDEOS_BUCKET
 from adfame.db import create_engine_for
 from adfame.messaging import create_consumer
+from adfame.repositories.requests import Outcome, finish_request, get_job
 from adfame.schemas import MAX_PROMPT_CHARS, PromptRequest
 from adfame.settings import Settings
 from adfame.storage import ObjectStore
+from adfame.waiting import wait_for
 from inference.api import create_app
-from inference.auth import create_api_key, revoke_api_key
+from inference.auth import create_api_key, parse_key_id, revoke_api_key
 
 pytestmark = pytest.mark.integration
 
 TENANT = "acme"
 OTHER_TENANT = "globex"
-
-
-@pytest.fixture(scope="module")
-def engine(settings: Settings) -> Iterator[Engine]:
-    with fresh_database(settings) as engine:
-        yield engine
 
 
 @pytest.fixture(scope="module")
@@ -52,24 +48,16 @@ def keys(engine: Engine) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def base_url(settings: Settings, engine: Engine) -> Iterator[str]:
-    with served(create_app(settings, engine=engine)) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def api(base_url: str, keys: dict[str, str]) -> Iterator[httpx.Client]:
+def api(api_url: str, keys: dict[str, str]) -> Iterator[httpx.Client]:
     """The first tenant's client (Bearer key)."""
-    with httpx.Client(
-        base_url=base_url, headers={"Authorization": f"Bearer {keys[TENANT]}"}, timeout=30
-    ) as c:
+    with httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {keys[TENANT]}"}, timeout=30) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
-def other_api(base_url: str, keys: dict[str, str]) -> Iterator[httpx.Client]:
+def other_api(api_url: str, keys: dict[str, str]) -> Iterator[httpx.Client]:
     """The second tenant's client (X-API-Key header)."""
-    with httpx.Client(base_url=base_url, headers={"X-API-Key": keys[OTHER_TENANT]}, timeout=30) as c:
+    with httpx.Client(base_url=api_url, headers={"X-API-Key": keys[OTHER_TENANT]}, timeout=30) as c:
         yield c
 
 
@@ -118,7 +106,7 @@ def test_submit_records_the_job_and_produces_the_prompt_message(
                         return record
             return None
 
-        record = wait_until(received, timeout_s=20, what="the prompt message on adfame.prompts")
+        record = wait_for(received, what="the prompt message on adfame.prompts", timeout_s=20)
     finally:
         consumer.close()
 
@@ -131,15 +119,13 @@ def test_submit_records_the_job_and_produces_the_prompt_message(
         8,
     )
     assert message.num_candidates == 5
-    with engine.connect() as conn:
-        row = conn.execute(
-            text(
-                "SELECT tenant, prompt, num_frames, fps, status FROM generation_requests"
-                " WHERE request_id = :id"
-            ),
-            {"id": job_id},
-        ).one()
-    assert row.tenant == TENANT and row.prompt == body["prompt"] and (row.num_frames, row.fps) == (16, 8)
+    row = get_job(engine, job_id)
+    assert (
+        row is not None
+        and row.tenant == TENANT
+        and row.prompt == body["prompt"]
+        and (row.num_frames, row.fps) == (16, 8)
+    )
     assert row.status == "queued"
 
 
@@ -148,17 +134,7 @@ def test_wait_returns_the_finished_job_in_the_missions_shape(
 ) -> None:
     prompt = f"a woman running in sneakers on a beach {uuid.uuid4().hex[:6]}"
 
-    def play_worker() -> None:
-        def queued() -> uuid.UUID | None:
-            with engine.connect() as conn:
-                return conn.execute(
-                    text("SELECT request_id FROM generation_requests WHERE prompt = :p"), {"p": prompt}
-                ).scalar_one_or_none()
-
-        complete_request(engine, store, wait_until(queued, timeout_s=20, what="the queued row"), TENANT)
-
-    worker = threading.Thread(target=play_worker)
-    worker.start()
+    worker = complete_when_submitted(engine, store, prompt, TENANT, timeout_s=20)
     response = api.post("/generate-video", json={"prompt": prompt, "wait": True, "wait_timeout_s": 30})
     worker.join()
     assert response.status_code == 200, response.text
@@ -207,21 +183,43 @@ def test_another_tenants_job_is_not_found(other_api: httpx.Client, finished_job:
 
 
 def test_both_key_headers_work_and_bad_keys_are_401(
-    base_url: str, engine: Engine, keys: dict[str, str], finished_job: uuid.UUID
+    api_url: str, engine: Engine, keys: dict[str, str], finished_job: uuid.UUID
 ) -> None:
     path = f"/jobs/{finished_job}"
-    assert httpx.get(base_url + path, headers={"X-API-Key": keys[TENANT]}).status_code == 200
-    assert httpx.get(base_url + path, headers={"Authorization": f"Bearer {keys[TENANT]}"}).status_code == 200
+    assert httpx.get(api_url + path, headers={"X-API-Key": keys[TENANT]}).status_code == 200
+    assert httpx.get(api_url + path, headers={"Authorization": f"Bearer {keys[TENANT]}"}).status_code == 200
 
-    missing = httpx.get(base_url + path)
+    missing = httpx.get(api_url + path)
     assert missing.status_code == 401 and "missing API key" in _detail(missing)
     revoked_key = create_api_key(engine, TENANT)
     assert revoke_api_key(engine, revoked_key)
     forged = keys[TENANT][:-4] + ("AAAA" if not keys[TENANT].endswith("AAAA") else "BBBB")
     for bad in ("nonsense", forged, revoked_key, "af_0123456789abcdef_" + "x" * 43):
-        response = httpx.get(base_url + path, headers={"X-API-Key": bad})
+        response = httpx.get(api_url + path, headers={"X-API-Key": bad})
         assert response.status_code == 401, bad
         assert "unknown or revoked API key" in _detail(response)
+
+
+def test_cli_revokes_a_key_given_in_clear_or_by_id_once(
+    api_url: str,
+    engine: Engine,
+    finished_job: uuid.UUID,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(db, "engine", lambda: engine)  # the CLI's database: this module's own
+    by_key, by_id = create_api_key(engine, TENANT), create_api_key(engine, TENANT)
+    by_id_id = parse_key_id(by_id)
+    assert by_id_id is not None
+    for given, key_id in ((by_key, parse_key_id(by_key)), (by_id_id, by_id_id)):
+        assert cli.main(["api-key", "revoke", given]) == 0
+        out = capsys.readouterr().out
+        assert f"revoked API key {key_id}" in out and by_key not in out
+        assert cli.main(["api-key", "revoke", given]) == 1, "a revoked key is not live any more"
+        assert f"no live API key with id {key_id}" in capsys.readouterr().err
+    for revoked in (by_key, by_id):
+        response = httpx.get(f"{api_url}/jobs/{finished_job}", headers={"X-API-Key": revoked})
+        assert response.status_code == 401 and "unknown or revoked API key" in _detail(response)
 
 
 @pytest.mark.parametrize(
@@ -306,26 +304,19 @@ def test_unfinished_or_failed_jobs_cannot_be_selected(api: httpx.Client, engine:
     assert response.status_code == 409 and "still queued" in _detail(response)
 
     failed = insert_request(engine, TENANT)
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "UPDATE generation_requests SET status = 'failed', error = 'out of memory'"
-                " WHERE request_id = :id"
-            ),
-            {"id": failed},
-        )
+    finish_request(engine, failed, Outcome("failed", "champion", "base", {}, error="out of memory"))
     response = api.post(f"/jobs/{failed}/selection", json={"candidate_index": 0})
     assert response.status_code == 409 and "failed" in _detail(response)
 
 
 def test_concurrent_conflicting_selections_record_exactly_one(
-    base_url: str, keys: dict[str, str], engine: Engine
+    api_url: str, keys: dict[str, str], engine: Engine
 ) -> None:
     request_id = insert_request(engine, TENANT)
     complete_request(engine, None, request_id, TENANT, candidates=8)
 
     def select(index: int) -> int:
-        with httpx.Client(base_url=base_url, headers={"X-API-Key": keys[TENANT]}, timeout=30) as client:
+        with httpx.Client(base_url=api_url, headers={"X-API-Key": keys[TENANT]}, timeout=30) as client:
             return client.post(f"/jobs/{request_id}/selection", json={"candidate_index": index}).status_code
 
     with ThreadPoolExecutor(8) as pool:
@@ -341,8 +332,8 @@ def test_concurrent_conflicting_selections_record_exactly_one(
 # ---- operations -----------------------------------------------------------------------------------
 
 
-def test_healthz_reports_database_and_kafka(base_url: str) -> None:
-    response = httpx.get(base_url + "/healthz", timeout=30)
+def test_healthz_reports_database_and_kafka(api_url: str) -> None:
+    response = httpx.get(api_url + "/healthz", timeout=30)
     assert response.status_code == 200, response.text
     health = response.json()
     assert health["status"] == "ok"

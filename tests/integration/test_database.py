@@ -11,7 +11,7 @@ import re
 import shutil
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,32 +28,7 @@ ALL_MIGRATIONS = [m.name for m in db.discover_migrations()]
 
 
 @pytest.fixture(scope="module")
-def new_database() -> Iterator[Callable[[], Engine]]:
-    """A factory of empty databases (created over an AUTOCOMMIT admin connection), all dropped after."""
-    settings = get_settings()
-    admin = db.create_engine_for(settings, database="postgres").execution_options(
-        isolation_level="AUTOCOMMIT"
-    )
-    created: list[tuple[str, Engine]] = []
-
-    def make() -> Engine:
-        name = f"adfame_test_{uuid.uuid4().hex[:12]}"
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        engine = db.create_engine_for(settings, database=name)
-        created.append((name, engine))
-        return engine
-
-    yield make
-    for name, engine in created:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-@pytest.fixture(scope="module")
-def migrated(new_database: Callable[[], Engine]) -> tuple[Engine, list[str]]:
+def migrated(new_database: Callable[..., Engine]) -> tuple[Engine, list[str]]:
     """One upgraded database for the schema tests, with what its first upgrade applied."""
     engine = new_database()
     assert db.current_version(engine) == 0
@@ -234,7 +209,7 @@ def test_failing_migration_is_rolled_back_and_not_recorded(
 
 
 def test_concurrent_upgrades_apply_each_migration_once(
-    new_database: Callable[[], Engine], design_tables: frozenset[str]
+    new_database: Callable[..., Engine], design_tables: frozenset[str]
 ) -> None:
     target = new_database()
     workers = 4

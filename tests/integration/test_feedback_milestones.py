@@ -13,13 +13,15 @@ from typing import Any
 
 import httpx
 import pytest
-from api_support import finished_jobs, fresh_database, served, wait_until
+from api_support import finished_jobs, served
 from sqlalchemy import Engine, Row, text
 
 from adfame.airflow_client import AirflowClient
 from adfame.db import create_engine_for, upgrade
+from adfame.repositories.selections import insert_selection
 from adfame.settings import Settings
 from adfame.stack.manager import Stack
+from adfame.waiting import wait_for
 from inference.api import ApiOptions, create_app
 from inference.auth import create_api_key
 from inference.feedback import MilestoneTrigger, record_selection, trigger_pending_milestones
@@ -89,34 +91,38 @@ def _runs(airflow: AirflowClient) -> list[tuple[str, dict[str, Any]]]:
 
 
 def test_400_concurrent_selections_give_two_milestones_and_two_dag_runs(
-    settings: Settings, airflow: AirflowClient, app_db: Engine, clean_probe: None
+    settings: Settings,
+    airflow: AirflowClient,
+    app_db: Engine,
+    clean_probe: None,
+    new_database: Callable[..., Engine],
 ) -> None:
-    with fresh_database(settings) as engine:
-        tenant = "bulk"
-        key = create_api_key(engine, tenant)
-        jobs = finished_jobs(engine, tenant, 400)
-        options = ApiOptions(retrain_dag_id=PROBE_DAG, milestone_retry_s=2.0)
-        with served(create_app(settings, options=options, engine=engine)) as base_url:
+    engine = new_database(migrated=True)
+    tenant = "bulk"
+    key = create_api_key(engine, tenant)
+    jobs = finished_jobs(engine, tenant, 400)
+    options = ApiOptions(retrain_dag_id=PROBE_DAG, milestone_retry_s=2.0)
+    with served(create_app(settings, options=options, engine=engine)) as api_url:
 
-            def select_all(chunk: list[uuid.UUID]) -> list[int]:
-                with httpx.Client(base_url=base_url, headers={"X-API-Key": key}, timeout=60) as client:
-                    return [
-                        client.post(f"/jobs/{job}/selection", json={"candidate_index": 0}).status_code
-                        for job in chunk
-                    ]
-
-            with ThreadPoolExecutor(8) as pool:
-                codes = [
-                    code for chunk in pool.map(select_all, [jobs[i::8] for i in range(8)]) for code in chunk
+        def select_all(chunk: list[uuid.UUID]) -> list[int]:
+            with httpx.Client(base_url=api_url, headers={"X-API-Key": key}, timeout=60) as client:
+                return [
+                    client.post(f"/jobs/{job}/selection", json={"candidate_index": 0}).status_code
+                    for job in chunk
                 ]
-            assert codes == [201] * 400
 
-            assert [(m.milestone, m.selection_count) for m in _milestones(engine)] == [(1, 200), (2, 400)]
-            rows = wait_until(lambda: _all_triggered(engine), timeout_s=60, what="both milestones triggered")
-            metrics = httpx.get(base_url + "/metrics").text
-        assert "adfame_api_retrain_milestones_created_total 2.0" in metrics
-        assert "adfame_api_retrain_milestones_triggered_total 2.0" in metrics
-        assert "adfame_api_selections_total 400.0" in metrics
+        with ThreadPoolExecutor(8) as pool:
+            codes = [code for chunk in pool.map(select_all, [jobs[i::8] for i in range(8)]) for code in chunk]
+        assert codes == [201] * 400
+
+        assert [(m.milestone, m.selection_count) for m in _milestones(engine)] == [(1, 200), (2, 400)]
+        rows = wait_for(
+            lambda: _all_triggered(engine), what="both milestones triggered", timeout_s=60, interval_s=0.2
+        )
+        metrics = httpx.get(api_url + "/metrics").text
+    assert "adfame_api_retrain_milestones_created_total 2.0" in metrics
+    assert "adfame_api_retrain_milestones_triggered_total 2.0" in metrics
+    assert "adfame_api_selections_total 400.0" in metrics
 
     expected = {
         "retrain_milestone_00001": {"milestone": 1, "selection_count": 200},
@@ -142,55 +148,55 @@ def test_400_concurrent_selections_give_two_milestones_and_two_dag_runs(
 
 
 def test_a_milestone_reached_while_airflow_is_down_is_triggered_once_it_is_back(
-    settings: Settings, airflow: AirflowClient, clean_probe: None
+    settings: Settings, airflow: AirflowClient, clean_probe: None, new_database: Callable[..., Engine]
 ) -> None:
-    with fresh_database(settings) as engine:
-        tenant = "outage"
-        jobs = finished_jobs(engine, tenant, 200)
-        with engine.begin() as conn:
-            conn.execute(
-                text("INSERT INTO selections (request_id, candidate_index, tenant) VALUES (:id, 0, :tenant)"),
-                [{"id": job, "tenant": tenant} for job in jobs[:199]],
-            )
-        result = record_selection(engine, jobs[199], 0, tenant)
-        assert (result.selection_count, result.milestone) == (200, 1)
+    engine = new_database(migrated=True)
+    tenant = "outage"
+    jobs = finished_jobs(engine, tenant, 200)
+    with engine.begin() as conn:
+        for job in jobs[:199]:
+            insert_selection(conn, job, 0, tenant)
+    result = record_selection(engine, jobs[199], 0, tenant)
+    assert (result.selection_count, result.milestone) == (200, 1)
 
-        # Airflow really stops: its API server is shut down, then started again.
-        stack = Stack(settings)
-        stack.down(["airflow-api-server"])
-        trigger = MilestoneTrigger(
-            engine, lambda: AirflowClient(settings, timeout_s=5), dag_id=PROBE_DAG, interval_s=0.3
+    # Airflow really stops: its API server is shut down, then started again.
+    stack = Stack(settings)
+    stack.down(["airflow-api-server"])
+    trigger = MilestoneTrigger(
+        engine, lambda: AirflowClient(settings, timeout_s=5), dag_id=PROBE_DAG, interval_s=0.3
+    )
+    trigger.start()
+    try:
+        failing = wait_for(
+            lambda: _first_milestone_if(engine, lambda m: m.attempts >= 2),
+            what="two failed trigger attempts",
+            timeout_s=30,
+            interval_s=0.2,
         )
-        trigger.start()
-        try:
-            failing = wait_until(
-                lambda: _first_milestone_if(engine, lambda m: m.attempts >= 2),
-                timeout_s=30,
-                what="two failed trigger attempts",
-            )
-            assert failing.triggered_at is None and "not reachable" in failing.last_error
-            stack.up(["airflow-api-server"])
+        assert failing.triggered_at is None and "not reachable" in failing.last_error
+        stack.up(["airflow-api-server"])
 
-            done = wait_until(
-                lambda: _first_milestone_if(engine, lambda m: m.triggered_at is not None),
-                timeout_s=30,
-                what="the retry to be accepted",
-            )
-        finally:
-            trigger.stop()
-            stack.up(["airflow-api-server"])
+        done = wait_for(
+            lambda: _first_milestone_if(engine, lambda m: m.triggered_at is not None),
+            what="the retry to be accepted",
+            timeout_s=30,
+            interval_s=0.2,
+        )
+    finally:
+        trigger.stop()
+        stack.up(["airflow-api-server"])
 
-        assert done.dag_run_id == "retrain_milestone_00001" and done.last_error is None
-        assert done.attempts >= 3
-        assert _runs(airflow) == [("retrain_milestone_00001", {"milestone": 1, "selection_count": 200})]
+    assert done.dag_run_id == "retrain_milestone_00001" and done.last_error is None
+    assert done.attempts >= 3
+    assert _runs(airflow) == [("retrain_milestone_00001", {"milestone": 1, "selection_count": 200})]
 
-        # Triggered means done: a later pass does nothing, and even a forgotten trigger (an answer
-        # lost after Airflow accepted it) does not start a second run: Airflow's 409 counts as triggered.
-        def real() -> AirflowClient:
-            return AirflowClient(settings)
+    # Triggered means done: a later pass does nothing, and even a forgotten trigger (an answer
+    # lost after Airflow accepted it) does not start a second run: Airflow's 409 counts as triggered.
+    def real() -> AirflowClient:
+        return AirflowClient(settings)
 
-        assert trigger_pending_milestones(engine, real, PROBE_DAG) == []
-        with engine.begin() as conn:
-            conn.execute(text("UPDATE retrain_milestones SET triggered_at = NULL, dag_run_id = NULL"))
-        assert trigger_pending_milestones(engine, real, PROBE_DAG) == [1]
-        assert len(_runs(airflow)) == 1
+    assert trigger_pending_milestones(engine, real, PROBE_DAG) == []
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE retrain_milestones SET triggered_at = NULL, dag_run_id = NULL"))
+    assert trigger_pending_milestones(engine, real, PROBE_DAG) == [1]
+    assert len(_runs(airflow)) == 1

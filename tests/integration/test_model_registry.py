@@ -29,7 +29,9 @@ def test_serve_the_challenger_lora_on_tiny_wan_from_the_object_store(
     settings: Settings, tmp_path: Path, registry_lora
 ) -> None:
     store = ObjectStore(settings)
-    local = settings.model_copy(update={"cache_dir": tmp_path / "cache"})
+    # A model cache of the test's own, so the offline server below can only use what this test downloaded.
+    cache = tmp_path / "cache"
+    local = settings.model_copy(update={"cache_dir": cache, "model_cache_dir": cache})
 
     assert init_default_model(settings, store) == DEFAULT_MODEL_URI
     index = store.stat(MODELS_BUCKET, f"{DEFAULT_MODEL_PREFIX}/model_index.json")

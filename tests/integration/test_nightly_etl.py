@@ -1,26 +1,40 @@
-"""nightly_etl end to end through the Airflow REST API, on generated mirrors served to the real hub client."""
+"""nightly_etl on generated mirrors served to the real hub client: one run end to end through the Airflow
+REST API, the same night again, and the gate's failure paths by calling the steps as the DAG's tasks do."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 from sqlalchemy import text
 
 from adfame import db
 from adfame.airflow_client import AirflowClient
 from adfame.contracts import DATASETS_BUCKET
+from adfame.repositories.datasets import snapshot_stats_key
+from adfame.settings import PROJECT_ROOT
 from adfame.storage import ObjectStore
+from adfame.waiting import WaitTimeout, wait_for
+from devkit.hub_server import serve_mirror
+from devkit.mirror import generate_mirror
+from etl import pipeline
 from etl.config import SourceConfig
-from etl.hub_mirror_server import serve_mirror
 from etl.load import snapshot_prefix
-from etl.mirror import generate_mirror
+from operators.etl_step import EtlStepOperator
 
 pytestmark = pytest.mark.integration
 DAG_ID = "nightly_etl"
+# What runs before the gate, in the DAG's order (the prompt pool and the images do not feed it).
+STEPS_BEFORE_THE_GATE = (
+    pipeline.fetch_metadata,
+    pipeline.curate_clips,
+    pipeline.extract_clips,
+    pipeline.assign_splits,
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,30 +55,41 @@ def schema() -> None:
 def stop_scheduled_runs(client: AirflowClient) -> None:
     """Unpausing makes the scheduler start tonight's run against the real hub, which this machine cannot
     reach; it would hold the DAG's only run slot while it retries, so it is failed at once."""
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        for run in client.list_dag_runs(DAG_ID):
-            if run["run_type"] == "scheduled" and run["state"] in ("queued", "running"):
-                client.set_dag_run_state(DAG_ID, run["dag_run_id"], "failed")
-                return
-        time.sleep(1)
+
+    def scheduled_run() -> dict[str, Any] | None:
+        runs = client.list_dag_runs(DAG_ID)
+        return next(
+            (r for r in runs if r["run_type"] == "scheduled" and r["state"] in ("queued", "running")), None
+        )
+
+    try:
+        run = wait_for(scheduled_run, what=f"a scheduled {DAG_ID} run", timeout_s=15, interval_s=1)
+    except WaitTimeout:
+        return  # none started (the DAG had run tonight already): nothing to stop
+    client.set_dag_run_state(DAG_ID, run["dag_run_id"], "failed")
 
 
-def run_etl(airflow: AirflowClient, mirror: Path, snapshot_id: str) -> tuple[dict, dict[str, str]]:
-    """Trigger a run whose sources are the mirror behind a local hub endpoint; returns run and task states."""
-    with serve_mirror(mirror) as endpoint:
-        conf = {
-            "snapshot_id": snapshot_id,
-            # The hub's dataset ids in full: a deployment file (`adfame etl demo` writes one) may point
-            # them elsewhere, and a run's conf must win over it for the test to read this mirror.
-            "sources": {**SourceConfig().model_dump(exclude={"hub_endpoint"}), "hub_endpoint": endpoint},
-            "media": {"video_height": 32, "workers": 2},
-        }
-        run_id = f"test__{uuid.uuid4().hex[:10]}"
-        airflow.trigger_dag(DAG_ID, conf=conf, run_id=run_id)
-        run = airflow.wait_for_dag_run(DAG_ID, run_id, timeout_s=600)
-    tasks = {t["task_id"]: t["state"] for t in airflow.task_instances(DAG_ID, run_id)}
-    return run, tasks
+def run_conf(endpoint: str, snapshot_id: str) -> dict[str, Any]:
+    """A run's conf whose sources are a mirror behind a local hub endpoint."""
+    return {
+        "snapshot_id": snapshot_id,
+        # The hub's dataset ids in full: a deployment file (`adfame etl demo` writes one) may point
+        # them elsewhere, and a run's conf must win over it for the test to read this mirror.
+        "sources": {**SourceConfig().model_dump(exclude={"hub_endpoint"}), "hub_endpoint": endpoint},
+        "media": {"video_height": 32, "workers": 2},
+    }
+
+
+def nightly_etl_dag() -> Any:
+    """The DAG as its file defines it (parsed here, as the dag processor parses it)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(PROJECT_ROOT / "dags" / f"{DAG_ID}.py")).dags[DAG_ID]
+
+
+def task_context(conf: dict[str, Any]) -> dict[str, Any]:
+    """The part of an Airflow task's context that ``EtlStepOperator`` reads."""
+    return {"dag_run": SimpleNamespace(conf=conf, run_id=f"test__{uuid.uuid4().hex[:10]}", run_after=None)}
 
 
 def snapshot_objects(store: ObjectStore, snapshot_id: str) -> dict[str, str]:
@@ -84,8 +109,11 @@ def test_loads_a_snapshot_once_without_split_leakage(airflow, settings, tmp_path
     snapshot_id = f"it-{uuid.uuid4().hex[:8]}"
     store = ObjectStore(settings)
 
-    run, tasks = run_etl(airflow, mirror, snapshot_id)
-    assert run["state"] == "success", tasks
+    with serve_mirror(mirror) as endpoint:
+        conf = run_conf(endpoint, snapshot_id)
+        run = airflow.run_dag(DAG_ID, conf, run_id=f"test__{uuid.uuid4().hex[:10]}", timeout_s=600)
+    tasks = {t["task_id"]: t["state"] for t in run.task_instances}
+    assert run.state == "success", tasks
     objects = snapshot_objects(store, snapshot_id)
     rows = snapshot_rows(snapshot_id)
     assert rows == len(summary.brand_clips) - len(summary.corrupt_clips)
@@ -95,7 +123,7 @@ def test_loads_a_snapshot_once_without_split_leakage(airflow, settings, tmp_path
 
     with db.engine().connect() as conn:
         stats = conn.execute(
-            text("select value from dashboard_stats where key = :k"), {"k": f"dataset.snapshot.{snapshot_id}"}
+            text("select value from dashboard_stats where key = :k"), {"k": snapshot_stats_key(snapshot_id)}
         ).scalar_one()
         overlap = conn.execute(
             text("""
@@ -111,9 +139,10 @@ def test_loads_a_snapshot_once_without_split_leakage(airflow, settings, tmp_path
     assert stats["clips"] == rows and stats["corrupt"] == len(summary.corrupt_clips)
     assert set(stats["splits"]) == {"train", "val", "test"}
 
-    # The same night again: nothing new in the bucket or the tables.
-    rerun, tasks = run_etl(airflow, mirror, snapshot_id)
-    assert rerun["state"] == "success", tasks
+    # The same night again: its load task finds the snapshot published and adds nothing to the bucket
+    # or the tables (the steps before it only rewrite the run's work folder).
+    rerun = EtlStepOperator(step=pipeline.load_snapshot).execute(task_context(conf))
+    assert rerun["already_loaded"] is True
     assert snapshot_rows(snapshot_id) == rows
     assert snapshot_objects(store, snapshot_id) == objects
 
@@ -121,15 +150,24 @@ def test_loads_a_snapshot_once_without_split_leakage(airflow, settings, tmp_path
 @pytest.mark.parametrize(
     "variant", [{"broken_column": True}, {"clips": 12, "corrupt": 5}], ids=["broken-column", "corrupt-clips"]
 )
-def test_gate_stops_the_run_before_anything_is_loaded(airflow, settings, tmp_path_factory, variant) -> None:
+def test_gate_stops_the_run_before_anything_is_loaded(settings, spark, tmp_path_factory, variant) -> None:
     mirror = tmp_path_factory.mktemp("mirror-bad")
     generate_mirror(mirror, **{"rows": 800, "clips": 24, "parts": 3, "corrupt": 1, **variant})
     snapshot_id = f"it-bad-{uuid.uuid4().hex[:8]}"
 
-    run, tasks = run_etl(airflow, mirror, snapshot_id)
-    assert run["state"] == "failed"
-    assert tasks["gate.validate"] == "failed"
-    assert tasks["load.load_snapshot"] in ("upstream_failed", None)
+    with serve_mirror(mirror) as endpoint:
+        context = task_context(run_conf(endpoint, snapshot_id))
+        for step in STEPS_BEFORE_THE_GATE:
+            EtlStepOperator(step=step).execute(context)
+        # The gate's task fails at once (no retry can make bad data good), naming what failed.
+        with pytest.raises(AirflowFailException, match="quality gate failed"):
+            EtlStepOperator(step=pipeline.validate).execute(context)
+    # The DAG never runs the load task after a failed gate (upstream_failed), and had it run anyway,
+    # it would refuse: the report it needs says the gate failed.
+    load_task = nightly_etl_dag().get_task("load.load_snapshot")
+    assert "gate.validate" in load_task.upstream_task_ids and load_task.trigger_rule == "all_success"
+    with pytest.raises(AirflowFailException, match="no passing validation report"):
+        EtlStepOperator(step=pipeline.load_snapshot).execute(context)
     assert snapshot_objects(ObjectStore(settings), snapshot_id) == {}
     assert snapshot_rows(snapshot_id) == 0
     report = settings.state_dir / "etl" / snapshot_id / "validation.json"

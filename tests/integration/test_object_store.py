@@ -1,4 +1,4 @@
-"""Put, get, stream, presign and list against the real S3-compatible server."""
+"""Put, get, presign and list against the real S3-compatible server."""
 
 from __future__ import annotations
 
@@ -31,13 +31,12 @@ def test_contract_buckets_exist(store) -> None:
     assert set(BUCKETS) <= set(store.list_buckets())
 
 
-def test_put_get_range_stream_list(store, prefix, tmp_path) -> None:
+def test_put_get_range_list(store, prefix, tmp_path) -> None:
     data = os.urandom(3 * 1024 * 1024 + 17)
     key = prefix + "blob.bin"
     store.put_bytes(DATASETS_BUCKET, key, data)
     assert store.get_bytes(DATASETS_BUCKET, key) == data
     assert store.get_bytes(DATASETS_BUCKET, key, offset=1000, length=24) == data[1000:1024]
-    assert b"".join(store.stream(DATASETS_BUCKET, key, chunk_size=512 * 1024)) == data
     assert store.stat(DATASETS_BUCKET, key).size == len(data)
 
     path = tmp_path / "small.txt"

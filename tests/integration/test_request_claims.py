@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
-from api_support import fresh_database
 from sqlalchemy import Engine, text
 
+from adfame.repositories.requests import Outcome, claim_request, finish_request, record_request
 from adfame.schemas import PromptRequest
-from adfame.settings import Settings
-from inference.jobs import claim_request, record_request
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def engine(settings: Settings) -> Iterator[Engine]:
-    with fresh_database(settings) as engine:
-        yield engine
 
 
 def _request(tenant: str = "nike", request_id: uuid.UUID | None = None) -> PromptRequest:
@@ -37,14 +28,7 @@ def _state(engine: Engine, request: PromptRequest) -> tuple[str, str, bool]:
 
 def _finish(engine: Engine, request: PromptRequest, status: str, error: str | None = None) -> None:
     """What the worker's final transaction records about the request."""
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "update generation_requests set status = :status, error = :error, finished_at = now() "
-                "where request_id = :id"
-            ),
-            {"status": status, "error": error, "id": str(request.request_id)},
-        )
+    finish_request(engine, request.request_id, Outcome(status, "base", "base", {}, error=error))
 
 
 def test_a_queued_request_is_claimed_and_marked_running(engine: Engine) -> None:

@@ -8,19 +8,17 @@ PostgreSQL and the page must confirm it.
 from __future__ import annotations
 
 import shutil
-import threading
 import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
-from api_support import complete_request, fresh_database, served, wait_until
+from api_support import complete_when_submitted
 from sqlalchemy import Engine, text
 
 from adfame.contracts import VIDEOS_BUCKET
 from adfame.settings import Settings
 from adfame.storage import ObjectStore
-from inference.api import create_app
 from inference.auth import create_api_key
 
 if TYPE_CHECKING:
@@ -52,99 +50,78 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-@pytest.fixture(scope="module")
-def engine(settings: Settings) -> Iterator[Engine]:
-    with fresh_database(settings) as engine:
-        yield engine
-
-
 def test_a_marketer_picks_a_candidate_and_the_pick_is_stored(
-    browser: Browser, engine: Engine, settings: Settings
+    browser: Browser, engine: Engine, settings: Settings, api_url: str
 ) -> None:
     store = ObjectStore(settings)
     store.ensure_bucket(VIDEOS_BUCKET)
     key = create_api_key(engine, TENANT)
     prompt = f"a woman running in sneakers on a beach {uuid.uuid4().hex[:6]}"
 
-    def play_worker() -> None:
-        def submitted() -> uuid.UUID | None:
-            with engine.connect() as conn:
-                return conn.execute(
-                    text("SELECT request_id FROM generation_requests WHERE prompt = :p"), {"p": prompt}
-                ).scalar_one_or_none()
+    page = browser.new_page()
+    try:
+        page.goto(api_url + "/")
+        page.get_by_label("API key").fill(key)
+        page.get_by_label("Prompt").fill(prompt)
+        worker = complete_when_submitted(engine, store, prompt, TENANT, timeout_s=30)
+        page.get_by_role("button", name="Generate candidates").click()
+        worker.join()
 
-        complete_request(engine, store, wait_until(submitted, timeout_s=30, what="the submitted job"), TENANT)
+        pick_buttons = page.get_by_role("button", name="Pick candidate")
+        pick_buttons.nth(4).wait_for(timeout=20_000)
+        assert pick_buttons.count() == 5
+        videos = page.locator("video")
+        assert videos.count() == 5
+        assert videos.first.evaluate("v => v.autoplay && v.muted && v.loop && v.controls")
+        # The browser itself loads a presigned mp4 from the object store.
+        page.wait_for_function("document.querySelector('video').readyState >= 1", timeout=20_000)
 
-    with served(create_app(settings, engine=engine)) as base_url:
-        page = browser.new_page()
-        try:
-            page.goto(base_url + "/")
-            page.get_by_label("API key").fill(key)
-            page.get_by_label("Prompt").fill(prompt)
-            worker = threading.Thread(target=play_worker)
-            worker.start()
-            page.get_by_role("button", name="Generate candidates").click()
-            worker.join()
-
-            pick_buttons = page.get_by_role("button", name="Pick candidate")
-            pick_buttons.nth(4).wait_for(timeout=20_000)
-            assert pick_buttons.count() == 5
-            videos = page.locator("video")
-            assert videos.count() == 5
-            assert videos.first.evaluate("v => v.autoplay && v.muted && v.loop && v.controls")
-            # The browser itself loads a presigned mp4 from the object store.
-            page.wait_for_function("document.querySelector('video').readyState >= 1", timeout=20_000)
-
-            page.get_by_role("button", name=f"Pick candidate {PICK + 1}").click()
-            confirmation = page.locator("#confirmation")
-            confirmation.wait_for(state="visible", timeout=10_000)
-            assert f"Candidate {PICK + 1}" in confirmation.inner_text()
-            assert page.locator("#error").is_hidden()
-            assert page.evaluate("localStorage.getItem('adfame.apiKey')") == key
-        finally:
-            page.close()
+        page.get_by_role("button", name=f"Pick candidate {PICK + 1}").click()
+        confirmation = page.locator("#confirmation")
+        confirmation.wait_for(state="visible", timeout=10_000)
+        assert f"Candidate {PICK + 1}" in confirmation.inner_text()
+        assert page.locator("#error").is_hidden()
+        assert page.evaluate("localStorage.getItem('adfame.apiKey')") == key
+    finally:
+        page.close()
 
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT candidate_index, tenant FROM selections")).all()
     assert [tuple(row) for row in rows] == [(PICK, TENANT)]
 
 
-def test_the_page_shows_the_apis_reason_for_a_bad_key(
-    browser: Browser, engine: Engine, settings: Settings
-) -> None:
-    with served(create_app(settings, engine=engine)) as base_url:
-        page = browser.new_page()
-        try:
-            page.goto(base_url + "/")
-            page.get_by_label("API key").fill("not-a-key")
-            page.get_by_label("Prompt").fill("a sunset over the ocean")
-            page.get_by_role("button", name="Generate candidates").click()
-            error = page.get_by_role("alert")
-            error.wait_for(state="visible", timeout=10_000)
-            assert "unknown or revoked API key" in error.inner_text()
-        finally:
-            page.close()
+def test_the_page_shows_the_apis_reason_for_a_bad_key(browser: Browser, api_url: str) -> None:
+    page = browser.new_page()
+    try:
+        page.goto(api_url + "/")
+        page.get_by_label("API key").fill("not-a-key")
+        page.get_by_label("Prompt").fill("a sunset over the ocean")
+        page.get_by_role("button", name="Generate candidates").click()
+        error = page.get_by_role("alert")
+        error.wait_for(state="visible", timeout=10_000)
+        assert "unknown or revoked API key" in error.inner_text()
+    finally:
+        page.close()
 
 
-def test_swagger_ui_renders_offline(browser: Browser, engine: Engine, settings: Settings) -> None:
+def test_swagger_ui_renders_offline(browser: Browser, api_url: str) -> None:
     """/docs in the browser with every request beyond the API refused: the operations still render."""
-    with served(create_app(settings, engine=engine)) as base_url:
-        page = browser.new_page()
-        refused: list[str] = []
+    page = browser.new_page()
+    refused: list[str] = []
 
-        def only_the_api(route: Route) -> None:
-            if route.request.url.startswith(base_url):
-                route.continue_()
-            else:
-                refused.append(route.request.url)
-                route.abort()
+    def only_the_api(route: Route) -> None:
+        if route.request.url.startswith(api_url):
+            route.continue_()
+        else:
+            refused.append(route.request.url)
+            route.abort()
 
-        try:
-            page.route("**/*", only_the_api)
-            page.goto(base_url + "/docs")
-            paths = page.locator(".opblock-summary-path")
-            paths.first.wait_for(timeout=20_000)
-            assert "/generate-video" in paths.all_inner_texts()
-            assert refused == []
-        finally:
-            page.close()
+    try:
+        page.route("**/*", only_the_api)
+        page.goto(api_url + "/docs")
+        paths = page.locator(".opblock-summary-path")
+        paths.first.wait_for(timeout=20_000)
+        assert "/generate-video" in paths.all_inner_texts()
+        assert refused == []
+    finally:
+        page.close()

@@ -11,7 +11,7 @@ import pytest
 
 from adfame.contracts import DATASETS_BUCKET
 from adfame.storage import ObjectStore
-from etl.mirror import OPENVID_CSV, OPENVID_REPO, VIDPROM_CSV, VIDPROM_REPO, generate_mirror, upload_mirror
+from devkit.mirror import OPENVID_CSV, OPENVID_REPO, VIDPROM_CSV, VIDPROM_REPO, generate_mirror, upload_mirror
 from etl.sources import LocalSource, S3Source, SourceError, open_source
 
 pytestmark = pytest.mark.integration

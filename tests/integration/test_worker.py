@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,13 +24,15 @@ from adfame.contracts import (
     VIDEOS_BUCKET,
 )
 from adfame.messaging import create_consumer, create_producer, decode_json
+from adfame.repositories.requests import get_job
 from adfame.schemas import PromptRequest
 from adfame.stack.manager import Stack
 from adfame.storage import ObjectStore
-from inference.jobs import get_job, submit, wait_for_job
+from adfame.waiting import WaitTimeout, wait_for
+from devkit.mp4_reader import read_mp4_info
+from inference.jobs import submit, wait_for_job
 from inference.model import init_default_model
 from inference.variations import candidate_seeds, expand
-from inference.video import read_mp4_info
 
 pytestmark = pytest.mark.integration
 ADFAME = str(Path(sys.executable).parent / "adfame")
@@ -79,44 +80,43 @@ def worker(tmp_path) -> Iterator[subprocess.Popen]:
 
 
 def wait_for_log(folder: Path, line: str, timeout_s: float) -> str:
-    """The workers' logs in ``folder`` once one of them has ``line`` (or the deadline passed)."""
-    deadline = time.monotonic() + timeout_s
-    logs = ""
-    while line not in logs and time.monotonic() < deadline:
-        time.sleep(0.5)
-        logs = "".join(log.read_text() for log in folder.glob("worker-*.log"))
-    return logs
+    """The workers' logs in ``folder`` once one of them has ``line`` (or as they are at the deadline)."""
+
+    def logs() -> str:
+        return "".join(log.read_text() for log in folder.glob("worker-*.log"))
+
+    try:
+        return wait_for(logs, what=f"{line!r} logged", timeout_s=timeout_s, done=lambda text: line in text)
+    except WaitTimeout as exc:
+        return exc.last
 
 
 def events_for(request_ids: set[str], timeout_s: float = 30) -> list[dict]:
+    """The completion events of the requests on adfame.generations (those found by the deadline)."""
     consumer = create_consumer(f"test-events-{uuid.uuid4().hex[:8]}", [GENERATIONS_TOPIC])
     found: list[dict] = []
-    deadline = time.monotonic() + timeout_s
+
+    def read() -> set[str]:
+        for records in consumer.poll(timeout_ms=500, max_records=500).values():
+            found.extend(e for r in records if (e := decode_json(r.value))["request_id"] in request_ids)
+        return {e["request_id"] for e in found}
+
     try:
-        while time.monotonic() < deadline and {e["request_id"] for e in found} != request_ids:
-            for records in consumer.poll(timeout_ms=500, max_records=500).values():
-                found += [e for r in records if (e := decode_json(r.value))["request_id"] in request_ids]
+        wait_for(read, what="the events", timeout_s=timeout_s, interval_s=0, done=request_ids.__eq__)
+    except WaitTimeout:
+        pass  # the caller's assertion says what is missing
     finally:
         consumer.close()
     return found
 
 
-def wait_for_status(engine, ids: list[str], status: str, timeout_s: float) -> bool:
-    """True once any of the requests has ``status``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with engine.connect() as conn:
-            found = conn.execute(
-                text(
-                    "select count(*) from generation_requests "
-                    "where request_id = any(cast(:ids as uuid[])) and status = :status"
-                ),
-                {"ids": ids, "status": status},
-            ).scalar_one()
-        if found:
-            return True
-        time.sleep(0.2)
-    return False
+def wait_for_status(engine, ids: list[str], status: str, timeout_s: float, what: str) -> None:
+    """Return once any of the requests has ``status``."""
+
+    def any_has_status() -> bool:
+        return any((job := get_job(engine, rid)) is not None and job.status == status for rid in ids)
+
+    wait_for(any_has_status, what=what, timeout_s=timeout_s, interval_s=0.2)
 
 
 def test_generate_wait_yields_five_playable_videos(settings, worker, tmp_path) -> None:
@@ -184,11 +184,14 @@ def test_malformed_messages_go_to_the_dead_letter_topic(worker) -> None:
 
     consumer = create_consumer(f"test-dlq-{marker[:8]}", [PROMPTS_DLQ_TOPIC])
     letters: dict[str, dict] = {}
-    deadline = time.monotonic() + 120
+
+    def read() -> int:
+        for records in consumer.poll(timeout_ms=500).values():
+            letters.update((r.key, decode_json(r.value)) for r in records if r.key in bad)
+        return len(letters)
+
     try:
-        while time.monotonic() < deadline and len(letters) < len(bad):
-            for records in consumer.poll(timeout_ms=500).values():
-                letters |= {r.key: decode_json(r.value) for r in records if r.key in bad}
+        wait_for(read, what="both dead letters", timeout_s=120, interval_s=0, done=lambda n: n == len(bad))
     finally:
         consumer.close()
     assert "not a JSON prompt message" in letters[f"notjson-{marker}"]["reason"]
@@ -211,9 +214,7 @@ def test_killed_worker_loses_nothing_and_duplicates_nothing(settings, tmp_path) 
         for request in requests:
             submit(request, engine=engine, producer=producer)
         producer.close()
-        assert wait_for_status(engine, ids, "running", timeout_s=120), (
-            "the slow worker never started a request"
-        )
+        wait_for_status(engine, ids, "running", timeout_s=120, what="the slow worker started a request")
     finally:  # killed mid-request, or at least never left behind
         os.killpg(slow.pid, signal.SIGKILL)
         slow.wait(timeout=30)

@@ -28,7 +28,7 @@ AIRFLOW_SERVICES = {
     "airflow-dag-processor",
     "airflow-triggerer",
 }
-APP_SERVICES = {"worker": "worker", "api": "api", "dashboard": "dashboard"}
+APP_SERVICES = {"worker": "worker", "api": "api"}
 ONE_SHOT_SERVICES = {"kafka-init", "s3-init", "airflow-init"}
 
 # Service -> the Settings field that holds its host port.

@@ -1,4 +1,4 @@
-"""The prompt message rejects what a worker could not honour, with a reason."""
+"""The prompt message rejects what a worker could not honour, with a reason; completion events say how."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import uuid
 import pytest
 from pydantic import ValidationError
 
-from adfame.schemas import PromptRequest
+from adfame.schemas import MAX_EVENT_ERROR_CHARS, GenerationEvent, PromptRequest
 
 
 def test_defaults_and_round_trip() -> None:
@@ -37,3 +37,16 @@ def test_invalid_requests_name_the_problem(change: dict, reason: str) -> None:
     body = {"tenant": "nike", "prompt": "a runner at dawn", "request_id": str(uuid.uuid4()), **change}
     with pytest.raises(ValidationError, match=reason):
         PromptRequest.model_validate(body)
+
+
+def test_a_completion_event_fails_exactly_when_it_carries_an_error() -> None:
+    request_id = uuid.uuid4()
+    done = GenerationEvent.finished(
+        request_id, "nike", model_version="base", route="base", candidates=["nike/x/0.mp4"]
+    )
+    assert (done.status, done.candidates, done.error) == ("succeeded", ["nike/x/0.mp4"], None)
+    failed = GenerationEvent.finished(
+        request_id, "nike", model_version="m/2", route="challenger", error="OSError: " + "x" * 900
+    )
+    assert (failed.status, failed.candidates) == ("failed", [])
+    assert failed.error.startswith("OSError: ") and len(failed.error) == MAX_EVENT_ERROR_CHARS

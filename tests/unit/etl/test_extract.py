@@ -8,43 +8,16 @@ import io
 import logging
 import random
 import re
-import subprocess
 import zipfile
 from pathlib import Path
 
 import pytest
+from media_fixtures import garble, make_clip
 
 from etl.config import MediaConfig
 from etl.extract import CORRUPT, MISSING, OK, extract_clips
-from etl.media import ffmpeg_exe, probe_video
+from etl.media import probe_video
 from etl.sources import LocalSource
-
-
-def _clip_bytes(tmp: Path) -> bytes:
-    path = tmp / "clip.mp4"
-    command = [
-        ffmpeg_exe(),
-        "-hide_banner",
-        "-v",
-        "error",
-        "-y",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc=size=64x48:rate=8",
-    ]
-    subprocess.run(
-        [*command, "-frames:v", "12", "-pix_fmt", "yuv420p", "-c:v", "libx264", str(path)], check=True
-    )
-    return path.read_bytes()
-
-
-def _garble(data: bytes) -> bytes:
-    damaged = bytearray(data)
-    start = damaged.find(b"mdat") + 40
-    for at in range(start, min(len(damaged), start + 1500), 7):
-        damaged[at] ^= 0x5A
-    return bytes(damaged)
 
 
 def _zip(members: dict[str, bytes], compression: int) -> bytes:
@@ -60,11 +33,11 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Part 1 whole (stored, with unselected filler), part 2 split in two pieces (deflated, one member
     damaged after zipping)."""
     root = tmp_path_factory.mktemp("mirror")
-    good = _clip_bytes(root)
+    good = make_clip(root / "clip.mp4").read_bytes()
     rng = random.Random(3)
     part1 = {f"OpenVid_part1/filler_{i:02d}.mp4": rng.randbytes(8000) for i in range(30)}
     part1 |= {f"OpenVid_part1/good_{i}.mp4": good for i in range(3)}
-    part1 |= {"OpenVid_part1/garbled.mp4": _garble(good), "OpenVid_part1/junk.mp4": b"not a video" * 300}
+    part1 |= {"OpenVid_part1/garbled.mp4": garble(good), "OpenVid_part1/junk.mp4": b"not a video" * 300}
     (root / "OpenVid_part1.zip").write_bytes(_zip(part1, zipfile.ZIP_STORED))
 
     part2 = _zip({"p2/good_a.mp4": good, "p2/crc.mp4": good, "p2/good_b.mp4": good}, zipfile.ZIP_DEFLATED)

@@ -3,36 +3,19 @@
 from __future__ import annotations
 
 import io
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from media_fixtures import garble, make_clip
 from PIL import Image
 
-from etl.media import CorruptMediaError, VideoInfo, ffmpeg_exe, probe_video, resize_image, resize_video
-
-
-def make_clip(path: Path, size: str = "64x48", frames: int = 12, rate: int = 8, sar: str = "1") -> Path:
-    """A real little H.264 mp4, as the mirror generator would pack."""
-    source = f"testsrc=size={size}:rate={rate}"
-    command = [ffmpeg_exe(), "-hide_banner", "-v", "error", "-y", "-f", "lavfi", "-i", source]
-    command += ["-frames:v", str(frames), "-vf", f"setsar={sar}", "-pix_fmt", "yuv420p", "-c:v", "libx264"]
-    subprocess.run([*command, str(path)], check=True)
-    return path
+from etl.media import CorruptMediaError, VideoInfo, probe_video, resize_image, resize_video
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_clip(tmp_path_factory.mktemp("media") / "clip.mp4")
-
-
-def _garbled(data: bytes) -> bytes:
-    damaged = bytearray(data)
-    start = damaged.find(b"mdat") + 40
-    for at in range(start, min(len(damaged), start + 1500), 7):
-        damaged[at] ^= 0x5A
-    return bytes(damaged)
 
 
 def test_probe_decodes_every_frame(clip: Path) -> None:
@@ -43,7 +26,7 @@ def test_probe_decodes_every_frame(clip: Path) -> None:
     ("damage", "message"),
     [
         (lambda data: data[: len(data) // 2], "moov atom not found"),
-        (_garbled, "[error]"),
+        (garble, "[error]"),
         (lambda data: b"not a video at all" * 50, "Invalid data"),
     ],
     ids=["truncated", "garbled", "junk"],
@@ -79,7 +62,7 @@ def test_resize_never_upscales_unless_asked(clip: Path, tmp_path: Path) -> None:
 
 
 def test_resize_keeps_the_display_aspect_of_anamorphic_clips(tmp_path: Path) -> None:
-    wide_pixels = make_clip(tmp_path / "sar.mp4", sar="2")  # 64x48 stored, shown as 128x48
+    wide_pixels = make_clip(tmp_path / "sar.mp4", sar=2)  # 64x48 stored, shown as 128x48
 
     info = resize_video(wide_pixels, tmp_path / "out.mp4", 32)
 

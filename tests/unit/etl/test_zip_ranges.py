@@ -18,11 +18,20 @@ from etl.zip_ranges import (
     ZipCrcError,
     ZipFormatError,
     ZipReadStats,
-    extract_members,
     read_central_directory,
     read_members,
     resolve_part_files,
 )
+
+
+def _read_all(part: PartFile, names: list[str], stats: ZipReadStats | None = None) -> dict[str, bytes]:
+    """Every wanted member's bytes through ``read_members``; the first member without any raises its error."""
+    got: dict[str, bytes] = {}
+    for result in read_members(part, names, stats=stats):
+        if result.error is not None or result.data is None:
+            raise result.error or AssertionError(f"{result.name}: no data and no error")
+        got[result.name] = result.data
+    return got
 
 
 class RecordingSource:
@@ -106,7 +115,7 @@ def test_members_come_back_byte_identical(
     source, part = _part(tmp_path, prefix + _zip_bytes(members, compression, streamed))
     wanted = ["videos/clip_004.mp4", "videos/text.txt", "videos/clip_001.mp4"]
 
-    got = dict(extract_members(part, wanted))
+    got = _read_all(part, wanted)
 
     assert got == {name: members[name] for name in wanted}
     assert max(length for _, _, length in source.reads) < part.size
@@ -125,7 +134,7 @@ def test_split_part_is_read_across_its_pieces(tmp_path: Path) -> None:
     assert part.pieces == ("OpenVid_part9_partaa", "OpenVid_part9_partab", "OpenVid_part9_partac")
     assert part.size == len(data)
     assert part.read_range(cuts[1] - 5, cuts[2] - cuts[1] + 10) == data[cuts[1] - 5 : cuts[2] + 5]
-    assert dict(extract_members(part, list(members))) == members
+    assert _read_all(part, list(members)) == members
 
 
 def test_resolve_prefers_the_whole_zip_and_names_missing_parts(tmp_path: Path) -> None:
@@ -156,7 +165,7 @@ def test_zip64_end_records_and_extra_fields(tmp_path: Path, monkeypatch: pytest.
     index = read_central_directory(part)
 
     assert len(index) == 5 and max(m.header_offset for m in index.members.values()) > 4096
-    assert dict(extract_members(part, list(members)[2:])) == dict(list(members.items())[2:])
+    assert _read_all(part, list(members)[2:]) == dict(list(members.items())[2:])
 
 
 def test_long_zip_comment_needs_a_second_tail_read(tmp_path: Path) -> None:
@@ -166,7 +175,7 @@ def test_long_zip_comment_needs_a_second_tail_read(tmp_path: Path) -> None:
         archive.comment = b"PK\x05\x06 not the end " * 400
     _, part = _part(tmp_path, buffer.getvalue())
 
-    assert dict(extract_members(part, ["m"])) == {"m": b"payload"}
+    assert _read_all(part, ["m"]) == {"m": b"payload"}
 
 
 @pytest.mark.parametrize(
@@ -184,7 +193,7 @@ def test_damaged_member_data_is_detected(tmp_path: Path, compression: int) -> No
     assert results["good.mp4"].data == members["good.mp4"]
     assert isinstance(results["bad.mp4"].error, ZipCrcError) and "bad.mp4" in results["bad.mp4"].reason
     with pytest.raises(ZipCrcError, match=r"bad\.mp4"):
-        dict(extract_members(part, ["good.mp4", "bad.mp4"]))
+        _read_all(part, ["good.mp4", "bad.mp4"])
 
 
 def test_missing_member_is_named_before_any_member_is_read(tmp_path: Path) -> None:
@@ -192,7 +201,7 @@ def test_missing_member_is_named_before_any_member_is_read(tmp_path: Path) -> No
     stats = ZipReadStats()
 
     with pytest.raises(MemberNotFoundError, match=r"'nope.mp4' is not a member of zip part 'OpenVid_part1'"):
-        list(extract_members(part, ["a.mp4", "nope.mp4"], stats=stats))
+        _read_all(part, ["a.mp4", "nope.mp4"], stats=stats)
     assert stats.member_bytes == 0
     assert [r.ok for r in read_members(part, ["nope.mp4", "a.mp4"])] == [False, True]
 
@@ -211,7 +220,7 @@ def test_sparse_selection_fetches_little_more_than_the_selected_members(tmp_path
     wanted = [*names[3::16], names[40], names[41], names[42]]  # a sparse few and one dense run
     stats = ZipReadStats()
 
-    got = dict(extract_members(part, wanted, stats=stats))
+    got = _read_all(part, wanted, stats=stats)
 
     assert got == {name: members[name] for name in wanted}
     assert stats.selected_compressed_bytes == sum(len(members[n]) for n in wanted)

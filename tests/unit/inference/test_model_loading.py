@@ -15,7 +15,7 @@ from diffusers import WanPipeline
 
 from adfame.settings import Settings
 from adfame.storage import ObjectInfo
-from etl.hub_mirror_server import serve_mirror
+from devkit.hub_server import serve_mirror
 from inference import tiny_wan
 from inference.model import (
     DEFAULT_MODEL_URI,
@@ -194,11 +194,16 @@ def test_parse_s3_uri() -> None:
         parse_s3_uri("s3://only-bucket")
 
 
+def _own_cache(folder: Path) -> Settings:
+    """Settings whose model cache is the test's own: the suite's profile names a shared one."""
+    return Settings(cache_dir=folder, model_cache_dir=folder)
+
+
 def test_publish_then_load_from_s3_uri_uses_the_cache(model_dir: Path, tmp_path: Path) -> None:
     store = FolderStore(tmp_path / "store")
     uri = publish_model(model_dir, store, "adfame-models", "base/demo")
     assert uri == "s3://adfame-models/base/demo"
-    settings = Settings(cache_dir=tmp_path / "cache")
+    settings = _own_cache(tmp_path / "cache")
 
     pipe = load_pipeline(uri, store=store, settings=settings)
     assert isinstance(pipe, WanPipeline)
@@ -210,7 +215,7 @@ def test_publish_then_load_from_s3_uri_uses_the_cache(model_dir: Path, tmp_path:
     # Republishing other weights under the same prefix changes the etags, hence the cache folder.
     other = tiny_wan.build_tiny_wan(tmp_path / "seed1", seed=1)
     publish_model(other, store, "adfame-models", "base/demo")
-    path = download_model(uri, store, settings.cache_dir / "models")
+    path = download_model(uri, store, settings.models_cache / "models")
     assert _files(path) == _files(other)
     assert store.downloads > downloads
 
@@ -219,12 +224,12 @@ def test_missing_s3_model_is_named(tmp_path: Path) -> None:
     store = FolderStore(tmp_path / "store")
     store.ensure_bucket("adfame-models")
     with pytest.raises(FileNotFoundError, match="s3://adfame-models/base/absent"):
-        load_pipeline("s3://adfame-models/base/absent", store=store, settings=Settings(cache_dir=tmp_path))
+        load_pipeline("s3://adfame-models/base/absent", store=store, settings=_own_cache(tmp_path))
 
 
 def test_init_default_model_is_idempotent(tmp_path: Path) -> None:
     store = FolderStore(tmp_path / "store")
-    settings = Settings(cache_dir=tmp_path / "cache")
+    settings = _own_cache(tmp_path / "cache")
     assert init_default_model(settings, store) == DEFAULT_MODEL_URI
     index = store.root / "adfame-models" / "base/tiny-wan/model_index.json"
     first_mtime = index.stat().st_mtime_ns

@@ -45,6 +45,12 @@ def _videos(server: ModelServer) -> list[np.ndarray]:
     return generate(server.pipe, PROMPTS, SEEDS, **SMALL).videos
 
 
+def _assert_same(a: list[np.ndarray], b: list[np.ndarray]) -> None:
+    """The same videos, frame for frame."""
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
 def _diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     return float(np.mean([np.abs(x.astype(np.int16) - y).mean() for x, y in zip(a, b, strict=True)]))
 
@@ -77,13 +83,11 @@ def test_versions_swap_in_place_and_base_comes_back(server: ModelServer, loras: 
 
     server.activate(None)
     assert server.active_version == "base"
-    for before, after in zip(base, _videos(server), strict=True):
-        np.testing.assert_array_equal(before, after)
+    _assert_same(base, _videos(server))
 
     # Back to version 1 after a swap: its weights, hence its videos, exactly.
     server.activate(_version(loras, "1"))
-    for before, after in zip(v1, _videos(server), strict=True):
-        np.testing.assert_array_equal(before, after)
+    _assert_same(v1, _videos(server))
     assert server.pipe.transformer is transformer
 
 
@@ -112,12 +116,10 @@ def test_lora_on_other_modules_replaces_the_adapter(
 
     fresh = ModelServer(str(model_dir), max_lora_rank=8)
     fresh.activate(ModelVersionRef("adfame-wan-lora", "3", str(ffn)))
-    for a, b in zip(swapped, _videos(fresh), strict=True):
-        np.testing.assert_array_equal(a, b)
+    _assert_same(swapped, _videos(fresh))
 
     server.activate(_version(loras, "1"))
-    for a, b in zip(v1, _videos(server), strict=True):
-        np.testing.assert_array_equal(a, b)
+    _assert_same(v1, _videos(server))
     assert server.pipe.transformer is transformer
 
 
@@ -133,8 +135,7 @@ def test_unreadable_lora_keeps_the_current_version_serving(
         with pytest.raises(OSError, match="broken"):
             server.activate(ModelVersionRef("adfame-wan-lora", "4", str(broken)))
         assert server.active_version == (current.label if current else "base")
-        for a, b in zip(before, _videos(server), strict=True):
-            np.testing.assert_array_equal(a, b)
+        _assert_same(before, _videos(server))
 
 
 def test_missing_lora_is_named(server: ModelServer, tmp_path: Path) -> None:
@@ -170,6 +171,5 @@ def test_resolve_alias_and_serve_an_mlflow_artifact(
     monkeypatch.setattr(server, "tracking_uri", tracking_uri)
     from_registry = server.generate(ref, PROMPTS, SEEDS, **SMALL).videos
     from_folder = server.generate(_version(loras, "2"), PROMPTS, SEEDS, **SMALL).videos
-    for a, b in zip(from_registry, from_folder, strict=True):
-        np.testing.assert_array_equal(a, b)
+    _assert_same(from_registry, from_folder)
     assert server.active_version == "adfame-wan-lora/2"

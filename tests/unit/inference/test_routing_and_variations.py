@@ -6,8 +6,9 @@ import uuid
 
 import pytest
 
+from adfame.schemas import PromptRequest
 from inference.routing import bucket_of, route_for
-from inference.variations import AXES, candidate_seeds, expand
+from inference.variations import AXES, candidate_seeds, expand, plan_candidates
 
 
 def test_routing_is_deterministic_and_close_to_the_weight() -> None:
@@ -48,3 +49,12 @@ def test_seeds_are_stable_and_distinct() -> None:
     assert list(candidate_seeds(rid, 5)) == list(candidate_seeds(rid, 5))
     assert len(set(candidate_seeds(rid, 5))) == 5
     assert list(candidate_seeds(rid, 3, seed=10)) == [10, 11, 12]
+
+
+def test_a_requests_candidates_are_planned_from_the_request_alone() -> None:
+    request = PromptRequest(tenant="nike", prompt="a runner at dawn", num_candidates=3, seed=10)
+    planned = plan_candidates(request)
+    assert planned == plan_candidates(request)
+    assert [c.index for c in planned] == [0, 1, 2] and [c.seed for c in planned] == [10, 11, 12]
+    assert [c.variation_prompt for c in planned] == expand(request.prompt, 3, request.request_id)
+    assert [c.object_key for c in planned] == [f"nike/{request.request_id}/{i}.mp4" for i in range(3)]

@@ -8,7 +8,8 @@ import av
 import numpy as np
 import pytest
 
-from inference.video import encode_mp4, move_index_to_front, mp4_boxes, read_mp4_info
+from devkit.mp4_reader import read_mp4_info
+from inference.video import encode_mp4, move_index_to_front, mp4_boxes
 
 
 def _frames(count: int, height: int, width: int) -> np.ndarray:

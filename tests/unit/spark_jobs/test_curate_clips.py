@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from etl.config import FilterConfig
 from spark_jobs.curate_clips import OUTPUT_COLUMNS, CurationReport, curate, main
+from spark_jobs.filter_config import FilterConfig
 
 HEADER = [
     "video", "caption", "aesthetic score", "motion score", "temporal consistency score", "camera motion",

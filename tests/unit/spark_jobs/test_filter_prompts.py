@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
 
-from etl.mirror import VIDPROM_COLUMNS
+from devkit.mirror import VIDPROM_COLUMNS
 from spark_jobs.filter_prompts import OUTPUT_COLUMNS, filter_prompts, main
 
 CLEAN = ["0.01"] * 6

@@ -1,7 +1,7 @@
 """`adfame etl demo`: a generated mirror as this deployment's sources, then one `nightly_etl` run.
 
 Nothing can be downloaded on an offline machine, so the demo writes a mirror of the
-public data sets (``etl.mirror``) into the state folder and points the deployment's
+public data sets (``devkit.mirror``) into the state folder and points the deployment's
 ETL config at it; the nightly schedule then curates that mirror too.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from adfame.airflow_client import AirflowClient
 from adfame.settings import get_settings
-from etl.mirror import generate_mirror
+from devkit.mirror import generate_mirror
 from etl.pipeline import deployment_config_path
 
 log = logging.getLogger(__name__)
@@ -42,25 +42,19 @@ def configure_mirror(rows: int, clips: int, parts: int) -> dict[str, Any]:
 
 
 def run_demo(rows: int = 3000, clips: int = 48, parts: int = 3, snapshot_id: str = "demo") -> dict[str, Any]:
+    """Point the sources at the mirror, then run ``nightly_etl`` once and wait, as a user would see it."""
     configure_mirror(rows, clips, parts)
     with AirflowClient() as client:
-        client.wait_for_dag(DAG_ID)
-        client.set_paused(DAG_ID, False)
-        run = client.trigger_dag(DAG_ID, conf={"snapshot_id": snapshot_id})
-        log.info(
-            "triggered %s run %s; follow it at %s/dags/%s",
-            DAG_ID,
-            run["dag_run_id"],
-            client.settings.airflow_url,
-            DAG_ID,
-        )
-        final = client.wait_for_dag_run(DAG_ID, run["dag_run_id"], timeout_s=1800)
-        load = next(
-            (
-                t
-                for t in client.task_instances(DAG_ID, run["dag_run_id"])
-                if t["task_id"] == "load.load_snapshot"
-            ),
-            None,
-        )
-    return {"state": final["state"], "run_id": run["dag_run_id"], "load_task": load and load["state"]}
+
+        def announce(run_id: str) -> None:
+            log.info(
+                "triggered %s run %s; follow it at %s/dags/%s",
+                DAG_ID,
+                run_id,
+                client.settings.airflow_url,
+                DAG_ID,
+            )
+
+        result = client.run_dag(DAG_ID, {"snapshot_id": snapshot_id}, timeout_s=1800, on_start=announce)
+    load = next((t for t in result.task_instances if t["task_id"] == "load.load_snapshot"), None)
+    return {"state": result.state, "run_id": result.run_id, "load_task": load and load["state"]}

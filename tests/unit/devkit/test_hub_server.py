@@ -24,7 +24,7 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def endpoint(mirror: Path):
-    from etl.hub_mirror_server import serve_mirror
+    from devkit.hub_server import serve_mirror
 
     with serve_mirror(mirror) as url:
         yield url

@@ -16,12 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from etl.config import DEFAULT_BRAND_KEYWORDS, FilterConfig
-from etl.mirror import (
+from devkit.mirror import (
     AD_SIZES,
     ADIMAGENET_PARQUET,
     BRANDS,
-    CAPTION_MAKERS,
     MAPPING_DIR,
     OPENVID_COLUMNS,
     OPENVID_CSV,
@@ -29,8 +27,10 @@ from etl.mirror import (
     MirrorSummary,
     generate_mirror,
     main,
+    make_caption,
     normalise_caption,
 )
+from spark_jobs.filter_config import DEFAULT_BRAND_KEYWORDS, FilterConfig
 
 ARGS = {"rows": 1500, "clips": 10, "parts": 3, "seed": 7, "corrupt": 2, "image_count": 6, "prompt_rows": 600}
 NUMERIC = ("aesthetic score", "motion score", "temporal consistency score", "frame", "fps", "seconds")
@@ -217,7 +217,7 @@ def test_non_brand_captions_never_match_a_brand_keyword(category: str) -> None:
     rng = random.Random(1)
     pattern = re.compile(r"\b(" + "|".join(re.escape(k) for k in DEFAULT_BRAND_KEYWORDS) + r")\b")
     for _ in range(500):
-        caption = CAPTION_MAKERS[category](rng)
+        caption = make_caption(rng, category)
         assert not pattern.search(caption.lower()), caption
 
 

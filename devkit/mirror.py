@@ -14,7 +14,7 @@ punctuation only), bad rows (missing fields, negative or unparsable numbers), cl
 under several names, and deliberately corrupt clips. Only ``clips`` rows have video files, so a
 million-row CSV for benchmarks is written in chunks in reasonable time and memory.
 
-Run ``python -m etl.mirror --root DIR --rows N --clips K --parts P``.
+Run ``python -m devkit.mirror --root DIR --rows N --clips K --parts P``.
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ import tempfile
 import uuid
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -92,8 +93,9 @@ _RESERVOIR = 512
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 # ---- caption vocabulary ----------------------------------------------------
-# "everyday" and "nature" avoid every word of etl.config.DEFAULT_BRAND_KEYWORDS, so the brand filter
-# has true negatives; "brand" captions name a brand, "sportswear"/"sports"/"fashion" only keywords.
+# "everyday" and "nature" avoid every word of spark_jobs.filter_config.DEFAULT_BRAND_KEYWORDS, so the
+# brand filter has true negatives; "brand" captions name a brand, "sportswear"/"sports"/"fashion" only
+# keywords.
 BRANDS = (
     "Nike", "Adidas", "Puma", "Reebok", "Under Armour", "New Balance", "Asics", "Converse", "Vans",
     "Lululemon",
@@ -283,66 +285,72 @@ def normalise_caption(caption: str) -> str:
 
 
 # ---- captions ---------------------------------------------------------------------
-def _brand_caption(rng: random.Random) -> str:
-    person, pronoun = rng.choice(PEOPLE)
-    brand = rng.choice(BRANDS)
-    return (
-        f"In the video, {person} wearing a {rng.choice(COLOURS)} {brand} {rng.choice(PRODUCTS)} "
-        f"{rng.choice(BRAND_ACTIONS)} {rng.choice(SPORT_SETTINGS)}. "
-        f"{rng.choice(CAMERA_PHRASES)} as {pronoun} moves, and the {brand} logo is clearly visible. "
-        f"{rng.choice(MOODS)}"
-    )
-
-
-def _sportswear_caption(rng: random.Random) -> str:
-    person, _ = rng.choice(PEOPLE)
-    return (
-        f"The video shows {person} in a {rng.choice(COLOURS)} {rng.choice(PRODUCTS)} who "
-        f"{rng.choice(BRAND_ACTIONS)} {rng.choice(SPORT_SETTINGS)}. {rng.choice(CAMERA_PHRASES)}, "
-        f"keeping the sportswear in focus. {rng.choice(MOODS)} {rng.choice(SHOT_DETAILS)}"
-    )
-
-
-def _sports_caption(rng: random.Random) -> str:
-    return (
-        f"The video captures {rng.choice(SPORT_SCENES)} {rng.choice(LOCATIONS)} "
-        f"{rng.choice(SPORT_SETTINGS)}, with players in {rng.choice(COLOURS)} and {rng.choice(COLOURS)} "
-        f"kits. {rng.choice(CAMERA_PHRASES)}. {rng.choice(MOODS)} {rng.choice(SHOT_DETAILS)}"
-    )
-
-
-def _fashion_caption(rng: random.Random) -> str:
-    return (
-        f"In this fashion clip {rng.choice(LOCATIONS)}, {rng.choice(FASHION_SCENES)} in "
-        f"{rng.choice(GARMENTS)} of {rng.choice(COLOURS)} {rng.choice(PLACES)}. "
-        f"{rng.choice(CAMERA_PHRASES)}. {rng.choice(MOODS)} {rng.choice(SHOT_DETAILS)}"
-    )
-
-
-def _everyday_caption(rng: random.Random) -> str:
-    return (
-        f"The video shows an everyday scene {rng.choice(LOCATIONS)}: {rng.choice(EVERYDAY_SCENES)} "
-        f"{rng.choice(PLACES)} while {rng.choice(GROUPS)} in {rng.choice(COLOURS)} passes by. "
-        f"{rng.choice(CAMERA_PHRASES)}. {rng.choice(MOODS)} {rng.choice(SHOT_DETAILS)}"
-    )
-
-
-def _nature_caption(rng: random.Random) -> str:
-    return (
-        f"A nature shot {rng.choice(LOCATIONS)} in which {rng.choice(NATURE_SCENES)} {rng.choice(PLACES)}, "
-        f"with hints of {rng.choice(COLOURS)} in the landscape. {rng.choice(CAMERA_PHRASES)}. "
-        f"{rng.choice(MOODS)} {rng.choice(SHOT_DETAILS)}"
-    )
-
-
-CAPTION_MAKERS: dict[str, Callable[[random.Random], str]] = {
-    "brand": _brand_caption,
-    "sportswear": _sportswear_caption,
-    "sports": _sports_caption,
-    "fashion": _fashion_caption,
-    "everyday": _everyday_caption,
-    "nature": _nature_caption,
+# One template per category; each ``{field}`` is drawn from its vocabulary where it appears, left to
+# right, so a field named twice (``{colour} and {colour}``) is drawn twice.
+CAPTION_TEMPLATES = {
+    "brand": (
+        "In the video, {person} wearing a {colour} {brand} {product} {brand_action} {sport_setting}. "
+        "{camera} as {pronoun} moves, and the {brand} logo is clearly visible. {mood}"
+    ),
+    "sportswear": (
+        "The video shows {person} in a {colour} {product} who {brand_action} {sport_setting}. {camera}, "
+        "keeping the sportswear in focus. {mood} {shot}"
+    ),
+    "sports": (
+        "The video captures {sport_scene} {location} {sport_setting}, with players in {colour} and {colour} "
+        "kits. {camera}. {mood} {shot}"
+    ),
+    "fashion": (
+        "In this fashion clip {location}, {fashion_scene} in {garment} of {colour} {place}. "
+        "{camera}. {mood} {shot}"
+    ),
+    "everyday": (
+        "The video shows an everyday scene {location}: {everyday_scene} {place} while {group} in {colour} "
+        "passes by. {camera}. {mood} {shot}"
+    ),
+    "nature": (
+        "A nature shot {location} in which {nature_scene} {place}, with hints of {colour} in the landscape. "
+        "{camera}. {mood} {shot}"
+    ),
 }
+CAPTION_VOCABULARY: dict[str, Sequence[str]] = {
+    "person": tuple(person for person, _ in PEOPLE),
+    "colour": COLOURS,
+    "product": PRODUCTS,
+    "brand_action": BRAND_ACTIONS,
+    "sport_setting": SPORT_SETTINGS,
+    "sport_scene": SPORT_SCENES,
+    "fashion_scene": FASHION_SCENES,
+    "garment": GARMENTS,
+    "everyday_scene": EVERYDAY_SCENES,
+    "nature_scene": NATURE_SCENES,
+    "group": GROUPS,
+    "place": PLACES,
+    "location": LOCATIONS,
+    "camera": CAMERA_PHRASES,
+    "mood": MOODS,
+    "shot": SHOT_DETAILS,
+}
+
+
+class _DrawnFields(dict[str, str]):
+    """Template fields: the ones set beforehand stay fixed, any other is drawn afresh at each use."""
+
+    def __init__(self, rng: random.Random) -> None:
+        super().__init__()
+        self.rng = rng
+
+    def __missing__(self, field: str) -> str:
+        return self.rng.choice(CAPTION_VOCABULARY[field])
+
+
+def make_caption(rng: random.Random, category: str) -> str:
+    """A caption of ``category``; a brand caption names one person and one brand throughout."""
+    fields = _DrawnFields(rng)
+    if category == "brand":
+        fields["person"], fields["pronoun"] = rng.choice(PEOPLE)
+        fields["brand"] = rng.choice(BRANDS)
+    return CAPTION_TEMPLATES[category].format_map(fields)
 
 
 def _vary_caption(rng: random.Random, caption: str) -> str:
@@ -381,7 +389,7 @@ class _Captions:
     def make(self, category: str | None = None) -> tuple[str, str]:
         category = category or self.rng.choices(self.categories, self.weights)[0]
         for _ in range(1000):
-            caption = CAPTION_MAKERS[category](self.rng)
+            caption = make_caption(self.rng, category)
             key = self.key(caption)
             if key not in self.seen:
                 self.seen.add(key)
@@ -529,62 +537,81 @@ def _clip_row(rng: random.Random, captions: _Captions, plan: _ClipPlan) -> tuple
     return category, row
 
 
-def _write_metadata(
-    path: Path, rng: random.Random, rows: int, plans: list[_ClipPlan], broken_column: bool
-) -> tuple[int, int, Counter[str]]:
-    """The OpenVid CSV, written in chunks; returns (duplicate rows, bad rows, rows per category)."""
+def _write_csv(path: Path, header: Sequence[str], rows: Iterable[list[str]]) -> None:
+    """Write in chunks: a million-row file in bounded memory, without one write call per row."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = iter(rows)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        while chunk := list(islice(rows, _CHUNK_ROWS)):
+            writer.writerows(chunk)
+
+
+def _duplicate_row(
+    rng: random.Random, original: list[str], original_has_file: bool, videos: _Videos
+) -> list[str]:
+    """A near-duplicate caption; a file-less original may lend its caption to another clip."""
+    row = list(original)
+    row[1] = _vary_caption(rng, original[1])
+    if not original_has_file and rng.random() < 0.5:
+        row[0] = videos.next()
+        row[2:5] = _scores(rng, good=False)
+        row[6:9] = _timing(rng)
+    return row
+
+
+def _fileless_row(
+    rng: random.Random, captions: _Captions, videos: _Videos, bad: bool
+) -> tuple[str, list[str]]:
+    """An ordinary row without a video file; a ``bad`` one has one field missing or unparsable."""
+    category, caption = captions.make()
+    row = [videos.next(), caption, *_scores(rng, good=False), rng.choice(CAMERA_MOTIONS), *_timing(rng)]
+    if bad:
+        column, value = rng.choice(_BAD_FIELDS)
+        row[OPENVID_COLUMNS.index(column)] = value
+        category = "bad"
+    return category, row
+
+
+def _metadata_rows(
+    rng: random.Random, rows: int, plans: list[_ClipPlan], categories: Counter[str]
+) -> Iterator[list[str]]:
+    """The OpenVid rows in order, counting each row's category (``duplicate`` and ``bad`` included)."""
     captions = _Captions(rng)
     videos = _Videos(rng)
     positions = dict(zip(sorted(rng.sample(range(rows), len(plans))), plans, strict=True))
     # Earlier rows a duplicate may copy; a row with a file is only ever duplicated with its own video,
     # so deduplication cannot swap a clip that has a file for a file-less twin.
     reservoir: list[tuple[list[str], bool]] = []
-    categories: Counter[str] = Counter()
-    duplicates = bad = 0
+    for index in range(rows):
+        roll = rng.random()
+        has_file = index in positions
+        if has_file:
+            category, row = _clip_row(rng, captions, positions[index])
+        elif roll < _DUPLICATE_SHARE and reservoir:
+            category, row = "duplicate", _duplicate_row(rng, *rng.choice(reservoir), videos)
+        else:
+            category, row = _fileless_row(rng, captions, videos, bad=roll > 1 - _BAD_SHARE)
+        if category not in ("duplicate", "bad"):
+            if len(reservoir) < _RESERVOIR:
+                reservoir.append((row, has_file))
+            else:
+                reservoir[rng.randrange(_RESERVOIR)] = (row, has_file)
+        categories[category] += 1
+        yield row
+
+
+def _write_metadata(
+    path: Path, rng: random.Random, rows: int, plans: list[_ClipPlan], broken_column: bool
+) -> Counter[str]:
+    """The OpenVid CSV; returns the rows per category (``duplicate`` and ``bad`` included)."""
     header = list(OPENVID_COLUMNS)
     if broken_column:
         header[header.index(BROKEN_COLUMN[0])] = BROKEN_COLUMN[1]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        chunk: list[list[str]] = []
-        for index in range(rows):
-            roll = rng.random()
-            has_file = index in positions
-            if has_file:
-                category, row = _clip_row(rng, captions, positions[index])
-            elif roll < _DUPLICATE_SHARE and reservoir:
-                original, original_has_file = rng.choice(reservoir)
-                row = list(original)
-                row[1] = _vary_caption(rng, original[1])
-                if not original_has_file and rng.random() < 0.5:  # the same caption on another clip
-                    row[0] = videos.next()
-                    row[2:5] = _scores(rng, good=False)
-                    row[6:9] = _timing(rng)
-                category = "duplicate"
-                duplicates += 1
-            else:
-                category, caption = captions.make()
-                row = [videos.next(), caption, *_scores(rng, good=False), rng.choice(CAMERA_MOTIONS)]
-                row += _timing(rng)
-                if roll > 1 - _BAD_SHARE:
-                    column, value = rng.choice(_BAD_FIELDS)
-                    row[OPENVID_COLUMNS.index(column)] = value
-                    category = "bad"
-                    bad += 1
-            if category not in ("duplicate", "bad"):
-                if len(reservoir) < _RESERVOIR:
-                    reservoir.append((row, has_file))
-                else:
-                    reservoir[rng.randrange(_RESERVOIR)] = (row, has_file)
-            categories[category] += 1
-            chunk.append(row)
-            if len(chunk) >= _CHUNK_ROWS:
-                writer.writerows(chunk)
-                chunk.clear()
-        writer.writerows(chunk)
-    return duplicates, bad, categories
+    categories: Counter[str] = Counter()
+    _write_csv(path, header, _metadata_rows(rng, rows, plans, categories))
+    return categories
 
 
 # ---- clips and zip parts ------------------------------------------------------------------
@@ -682,49 +709,45 @@ def _score(rng: random.Random, high: bool) -> str:
     return f"{rng.uniform(0.45, 0.98) if high else rng.uniform(0.0, 1.0) ** 6 * 0.05:.6g}"
 
 
-def _write_prompts(path: Path, rng: random.Random, rows: int) -> tuple[int, int]:
-    """VidProM-like prompts with toxicity scores in [0, 1]; returns (toxic rows, bad rows)."""
+def _prompt_rows(rng: random.Random, rows: int, counts: Counter[str]) -> Iterator[list[str]]:
+    """VidProM-like rows with toxicity scores in [0, 1], counting ``toxic`` and ``bad`` ones."""
     start = datetime(2023, 7, 1)
-    toxic = bad = 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(VIDPROM_COLUMNS)
-        chunk: list[list[str]] = []
-        for _ in range(rows):
-            roll = rng.random()
-            is_toxic = roll < 0.01
-            if is_toxic:
-                prompt = f"{rng.choice(TOXIC_PROMPTS)}, {rng.choice(PROMPT_STYLES)}"
-                toxic += 1
-            else:
-                prompt = (
-                    f"{rng.choice(PROMPT_SUBJECTS)} {rng.choice(PROMPT_ACTIONS)}, {rng.choice(PROMPT_STYLES)}"
-                )
-            when = start + timedelta(seconds=rng.randrange(240 * 86400))
-            row = [
-                str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-                prompt,
-                when.strftime("%Y-%m-%d %H:%M:%S"),
-                _score(rng, is_toxic),
-                _score(rng, is_toxic and rng.random() < 0.5),
-                _score(rng, False),
-                _score(rng, is_toxic),
-                _score(rng, is_toxic and rng.random() < 0.3),
-                _score(rng, False),
-            ]
-            if roll > 0.99:
-                column, value = rng.choice(
-                    (("prompt", ""), ("toxicity", "n/a"), ("toxicity", "1.7"), ("insult", "-0.2"))
-                )
-                row[VIDPROM_COLUMNS.index(column)] = value
-                bad += 1
-            chunk.append(row)
-            if len(chunk) >= _CHUNK_ROWS:
-                writer.writerows(chunk)
-                chunk.clear()
-        writer.writerows(chunk)
-    return toxic, bad
+    for _ in range(rows):
+        roll = rng.random()
+        is_toxic = roll < 0.01
+        if is_toxic:
+            prompt = f"{rng.choice(TOXIC_PROMPTS)}, {rng.choice(PROMPT_STYLES)}"
+            counts["toxic"] += 1
+        else:
+            prompt = (
+                f"{rng.choice(PROMPT_SUBJECTS)} {rng.choice(PROMPT_ACTIONS)}, {rng.choice(PROMPT_STYLES)}"
+            )
+        when = start + timedelta(seconds=rng.randrange(240 * 86400))
+        row = [
+            str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            prompt,
+            when.strftime("%Y-%m-%d %H:%M:%S"),
+            _score(rng, is_toxic),
+            _score(rng, is_toxic and rng.random() < 0.5),
+            _score(rng, False),
+            _score(rng, is_toxic),
+            _score(rng, is_toxic and rng.random() < 0.3),
+            _score(rng, False),
+        ]
+        if roll > 0.99:
+            column, value = rng.choice(
+                (("prompt", ""), ("toxicity", "n/a"), ("toxicity", "1.7"), ("insult", "-0.2"))
+            )
+            row[VIDPROM_COLUMNS.index(column)] = value
+            counts["bad"] += 1
+        yield row
+
+
+def _write_prompts(path: Path, rng: random.Random, rows: int) -> Counter[str]:
+    """The VidProM CSV; returns how many rows are ``toxic`` and how many ``bad``."""
+    counts: Counter[str] = Counter()
+    _write_csv(path, VIDPROM_COLUMNS, _prompt_rows(rng, rows, counts))
+    return counts
 
 
 # ---- AdImageNet -----------------------------------------------------------------------
@@ -777,6 +800,24 @@ def _write_images(path: Path, rng: random.Random, count: int) -> None:
 
 
 # ---- entry points -----------------------------------------------------------------------
+def _check_sizes(rows: int, clips: int, parts: int, corrupt: int, image_count: int) -> None:
+    if rows < 1 or clips < 0 or parts < 1 or corrupt < 0 or image_count < 0:
+        raise ValueError("rows and parts must be positive; clips, corrupt and image_count non-negative")
+    if clips > rows:
+        raise ValueError(f"clips ({clips}) cannot exceed rows ({rows})")
+    if corrupt > clips:
+        raise ValueError(f"corrupt ({corrupt}) cannot exceed clips ({clips})")
+
+
+def _bytes_under(root: Path) -> int:
+    """Bytes of the three data sets as a source lists them (stray files in ``root`` do not count)."""
+    return sum(
+        (root / repo / p).stat().st_size
+        for repo in (OPENVID_REPO, VIDPROM_REPO, ADIMAGENET_REPO)
+        for p in LocalSource(root / repo).list_files()
+    )
+
+
 def generate_mirror(
     root: Path,
     rows: int = 3000,
@@ -789,34 +830,21 @@ def generate_mirror(
     prompt_rows: int | None = None,
 ) -> MirrorSummary:
     """Write the three data sets under ``root`` (``<owner>/<name>/...``), the same bytes for the same seed."""
-    if rows < 1 or clips < 0 or parts < 1 or corrupt < 0 or image_count < 0:
-        raise ValueError("rows and parts must be positive; clips, corrupt and image_count non-negative")
-    if clips > rows:
-        raise ValueError(f"clips ({clips}) cannot exceed rows ({rows})")
-    if corrupt > clips:
-        raise ValueError(f"corrupt ({corrupt}) cannot exceed clips ({clips})")
+    _check_sizes(rows, clips, parts, corrupt, image_count)
     root = Path(root)
     prompt_rows = rows if prompt_rows is None else prompt_rows
-    openvid = root / OPENVID_REPO
-    vidprom = root / VIDPROM_REPO
-    adimagenet = root / ADIMAGENET_REPO
+    openvid, vidprom, adimagenet = root / OPENVID_REPO, root / VIDPROM_REPO, root / ADIMAGENET_REPO
     openvid.mkdir(parents=True, exist_ok=True)
     _remove_stale_parts(openvid)
 
     # Independent streams, so changing one size parameter leaves the other data sets unchanged.
     plans = _plan_clips(random.Random(f"{seed}:clips"), clips, corrupt, parts)
-    duplicates, bad, categories = _write_metadata(
+    categories = _write_metadata(
         openvid / OPENVID_CSV, random.Random(f"{seed}:openvid"), rows, plans, broken_column
     )
     part_files, mapping_files, split = _write_parts(openvid, plans, _encode_clips(plans), parts)
-    toxic, bad_prompts = _write_prompts(vidprom / VIDPROM_CSV, random.Random(f"{seed}:vidprom"), prompt_rows)
+    prompts = _write_prompts(vidprom / VIDPROM_CSV, random.Random(f"{seed}:vidprom"), prompt_rows)
     _write_images(adimagenet / ADIMAGENET_PARQUET, random.Random(f"{seed}:adimagenet"), image_count)
-
-    written = sum(
-        (root / repo / p).stat().st_size
-        for repo in (OPENVID_REPO, VIDPROM_REPO, ADIMAGENET_REPO)
-        for p in LocalSource(root / repo).list_files()
-    )
     return MirrorSummary(
         root=root,
         seed=seed,
@@ -825,8 +853,8 @@ def generate_mirror(
         adimagenet_dir=adimagenet,
         metadata_csv=openvid / OPENVID_CSV,
         rows=rows,
-        duplicate_rows=duplicates,
-        bad_rows=bad,
+        duplicate_rows=categories["duplicate"],
+        bad_rows=categories["bad"],
         categories=dict(sorted(categories.items())),
         clips=clips,
         clip_videos=tuple(p.video for p in plans),
@@ -839,12 +867,12 @@ def generate_mirror(
         mapping_files=tuple(mapping_files),
         prompts_csv=vidprom / VIDPROM_CSV,
         prompt_rows=prompt_rows,
-        toxic_prompts=toxic,
-        bad_prompt_rows=bad_prompts,
+        toxic_prompts=prompts["toxic"],
+        bad_prompt_rows=prompts["bad"],
         images_parquet=adimagenet / ADIMAGENET_PARQUET,
         images=image_count,
         broken_column="->".join(BROKEN_COLUMN) if broken_column else None,
-        bytes_written=written,
+        bytes_written=_bytes_under(root),
     )
 
 

@@ -1,0 +1,57 @@
+"""What a stack service knows is found, not left behind by an earlier call (no servers needed).
+
+A fresh service's ``command()`` either finds its installed binaries or says to run
+`adfame stack install`; it never depends on ``install()`` having run first.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from adfame.settings import PROJECT_ROOT, Settings
+from adfame.stack import StackError, install
+from adfame.stack.services import SERVICE_CLASSES, Kafka, ObjectStoreServer, Postgres, dag_bundles
+
+INSTALL_HINT = "adfame stack install"
+
+
+@pytest.fixture()
+def settings(tmp_path: Path) -> Settings:
+    return Settings(_env_file=None, state_dir=tmp_path / "state")
+
+
+@pytest.mark.parametrize("service_class", SERVICE_CLASSES, ids=lambda cls: cls.name)
+def test_a_fresh_service_has_a_command_or_says_how_to_install(service_class, settings) -> None:
+    service = service_class(settings)
+    try:
+        command = service.command()
+    except StackError as error:
+        assert INSTALL_HINT in str(error)
+    else:
+        assert command and all(isinstance(part, str) for part in command)
+
+
+@pytest.mark.parametrize("service_class", [ObjectStoreServer, Kafka], ids=lambda cls: cls.name)
+def test_binaries_missing_from_the_cache_name_the_install_command(service_class, tmp_path) -> None:
+    settings = Settings(_env_file=None, state_dir=tmp_path / "state", cache_dir=tmp_path / "empty-cache")
+    with pytest.raises(StackError, match=INSTALL_HINT):
+        service_class(settings).command()
+
+
+def test_missing_postgres_names_the_install_command(settings, monkeypatch) -> None:
+    monkeypatch.setattr(install, "postgres_bindir", lambda: None)
+    with pytest.raises(StackError, match=INSTALL_HINT):
+        Postgres(settings).command()
+
+
+def test_extra_dag_folders_become_bundles_beside_the_dags_folder(tmp_path) -> None:
+    folder = PROJECT_ROOT / "tests" / "dags"
+    settings = Settings(_env_file=None, state_dir=tmp_path, extra_dag_folders=[folder])
+    bundles = dag_bundles(settings)
+    assert [bundle["name"] for bundle in bundles] == ["dags-folder", "tests-dags"]
+    assert bundles[0]["kwargs"] == {}
+    assert bundles[1]["kwargs"] == {"path": str(folder)}
+    json.dumps(bundles)  # Airflow reads it as JSON from AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST
