@@ -20,7 +20,6 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import ExceptionContext
-from sqlalchemy.orm import Session
 
 from adfame.settings import PROJECT_ROOT, Settings, get_settings
 
@@ -147,20 +146,6 @@ def _drop_inherited_pool() -> None:
 
 
 os.register_at_fork(after_in_child=_drop_inherited_pool)
-
-
-@contextmanager
-def session_scope(bind: Engine | None = None) -> Iterator[Session]:
-    """A session that commits when the block succeeds and rolls back when it raises."""
-    session = Session(bind or engine(), expire_on_commit=False)
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 # ---- migration runner ---------------------------------------------------------------------------

@@ -36,12 +36,12 @@ def feedback_trigger_probe() -> None:
 
         from sqlalchemy import text
 
-        from adfame.db import session_scope
+        from adfame.db import engine
 
         context = get_current_context()
         conf = dict(context["dag_run"].conf or {})
-        with session_scope() as session:
-            session.execute(
+        with engine().begin() as conn:
+            conn.execute(
                 text(
                     "INSERT INTO dashboard_stats (key, value) VALUES (:key, CAST(:value AS jsonb))"
                     " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"

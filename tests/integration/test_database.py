@@ -15,9 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from adfame import db
 from adfame.settings import get_settings
@@ -35,7 +34,7 @@ def migrated(new_database: Callable[..., Engine]) -> tuple[Engine, list[str]]:
     return engine, db.upgrade(engine)
 
 
-def _new_request(session: Session, tenant: str = "acme") -> uuid.UUID:
+def _new_request(session: Connection, tenant: str = "acme") -> uuid.UUID:
     request_id = uuid.uuid4()
     session.execute(
         text(
@@ -61,7 +60,7 @@ def _new_request(session: Session, tenant: str = "acme") -> uuid.UUID:
     return request_id
 
 
-def _select(session: Session, request_id: uuid.UUID, index: int, tenant: str = "acme") -> None:
+def _select(session: Connection, request_id: uuid.UUID, index: int, tenant: str = "acme") -> None:
     session.execute(
         text("INSERT INTO selections (request_id, candidate_index, tenant) VALUES (:id, :i, :tenant)"),
         {"id": request_id, "i": index, "tenant": tenant},
@@ -96,10 +95,10 @@ def test_second_upgrade_applies_nothing(migrated: tuple[Engine, list[str]]) -> N
 
 def test_request_candidates_and_selection_round_trip(migrated: tuple[Engine, list[str]]) -> None:
     engine, _ = migrated
-    with db.session_scope(engine) as session:
+    with engine.begin() as session:
         request_id = _new_request(session)
         _select(session, request_id, 3)
-    with db.session_scope(engine) as session:
+    with engine.begin() as session:
         request = session.execute(
             text(
                 "SELECT status, route, num_candidates, timings"
@@ -141,19 +140,19 @@ def test_request_candidates_and_selection_round_trip(migrated: tuple[Engine, lis
 )
 def test_check_constraints_reject_bad_values(migrated: tuple[Engine, list[str]], statement: str) -> None:
     engine, _ = migrated
-    with db.session_scope(engine) as session:
+    with engine.begin() as session:
         _new_request(session)
-    with pytest.raises(IntegrityError) as caught, db.session_scope(engine) as session:
+    with pytest.raises(IntegrityError) as caught, engine.begin() as session:
         session.execute(text(statement))
     assert _pgcode(caught.value) == "23514"  # check_violation
 
 
 def test_second_selection_for_a_request_is_refused(migrated: tuple[Engine, list[str]]) -> None:
     engine, _ = migrated
-    with db.session_scope(engine) as session:
+    with engine.begin() as session:
         request_id = _new_request(session)
         _select(session, request_id, 0)
-    with pytest.raises(IntegrityError) as caught, db.session_scope(engine) as session:
+    with pytest.raises(IntegrityError) as caught, engine.begin() as session:
         _select(session, request_id, 1)
     assert _pgcode(caught.value) == "23505"  # unique_violation
     with engine.connect() as conn:
@@ -165,9 +164,9 @@ def test_second_selection_for_a_request_is_refused(migrated: tuple[Engine, list[
 
 def test_selection_must_name_an_existing_candidate(migrated: tuple[Engine, list[str]]) -> None:
     engine, _ = migrated
-    with db.session_scope(engine) as session:
+    with engine.begin() as session:
         request_id = _new_request(session)
-    with pytest.raises(IntegrityError) as caught, db.session_scope(engine) as session:
+    with pytest.raises(IntegrityError) as caught, engine.begin() as session:
         _select(session, request_id, 7)
     assert _pgcode(caught.value) == "23503"  # foreign_key_violation
 
