@@ -26,6 +26,10 @@ demo: setup
 	$(ADFAME) stack up worker api
 	$(ADFAME) generate "a woman running in sneakers on a beach" --tenant nike --wait
 	$(ADFAME) api-key create --tenant nike
+	@echo "A simulated marketer who likes warm red ads picks the best of 5 candidates, 200 times, through the"
+	@echo "REST API; the 200th pick triggers retrain_on_feedback (export, LoRA training, evaluation, registry)."
+	$(ADFAME) simulate --select --taste rgb:220,40,40 --count 200 --tenants nike,adidas
+	$(ADFAME) retrain show --wait 1800
 	$(ADFAME) stack status
 
 # Lint, then unit and integration tests on a real stack of the suite's own (tests/stack.env: its own

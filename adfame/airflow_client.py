@@ -208,5 +208,13 @@ class AirflowClient:
         """Mark a run ``success``, ``failed`` or ``queued`` (failing a run stops its running tasks)."""
         return self._json("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", json={"state": state})
 
+    def ensure_pool(self, name: str, slots: int, description: str) -> dict[str, Any]:
+        """Create the pool, or give an existing one these slots (idempotent)."""
+        body = {"name": name, "slots": slots, "description": description, "include_deferred": False}
+        found = self._json("PATCH", f"/api/v2/pools/{name}", missing_ok=True, json=body)
+        if found is not None:
+            return found
+        return self._json("POST", "/api/v2/pools", ok=(200, 201), json=body)
+
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         return self._json("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]

@@ -198,6 +198,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    if args.select:
+        return _simulate_selections(args)
+    if args.taste:
+        print("adfame: --taste judges candidates only with --select", file=sys.stderr)
+        return 2
     from adfame.db import engine
     from adfame.messaging import create_producer
     from adfame.storage import ObjectStore
@@ -217,6 +222,135 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     producer.close()
     print(f"submitted {result.submitted} requests in {result.seconds:.1f}s ({result.failed} failed)")
     return 0 if result.failed == 0 else 1
+
+
+def _simulate_selections(args: argparse.Namespace) -> int:
+    """A simulated marketer with a taste: prompts through the REST API, picks posted back to it."""
+    from adfame.db import engine
+    from adfame.settings import get_settings
+    from adfame.storage import ObjectStore
+    from inference.auth import create_api_key, revoke_api_key
+    from inference.simulator import RestMarketer, load_prompt_pool, simulate_selections
+    from inference.tastes import parse_taste
+
+    if not args.taste:
+        print("adfame: --select needs a --taste to pick by, e.g. --taste rgb:255,0,0", file=sys.stderr)
+        return 2
+    taste = parse_taste(args.taste)
+    tenants = args.tenants.split(",")
+    created = {} if args.api_key else {tenant: create_api_key(engine(), tenant) for tenant in tenants}
+    keys = {tenant: args.api_key for tenant in tenants} if args.api_key else created
+    api_url = args.api_url or get_settings().api_url
+    marketer = RestMarketer(api_url, keys, taste, p_best=args.p_best, job_timeout_s=args.job_timeout)
+    try:
+        result = simulate_selections(
+            marketer,
+            load_prompt_pool(engine(), ObjectStore()),
+            count=args.count,
+            rate_per_s=args.rate,
+            concurrency=args.concurrency,
+            tenants=tenants,
+            seed=args.seed,
+        )
+    finally:
+        marketer.close()
+        for key in created.values():  # the keys this run made for itself end with it
+            revoke_api_key(engine(), key)
+    milestones = ", ".join(map(str, result.milestones)) or "none"
+    print(
+        f"submitted {result.submitted}, selected {result.selected}, failed {result.failed}"
+        f" in {result.seconds:.1f}s (taste {taste.name}, p_best {args.p_best});"
+        f" milestones reached: {milestones}"
+    )
+    return 0 if result.failed == 0 else 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from training.export import export_milestone
+
+    manifest = export_milestone(
+        args.milestone, heldout_share=args.heldout_share, curated_sample=args.curated_sample
+    )
+    print(manifest.uri)
+    return 0
+
+
+def _train_config(args: argparse.Namespace):  # -> training.config.TrainConfig
+    """The run config: a file (``--config``) or the defaults, with the flags given on top."""
+    from pathlib import Path
+
+    from training.config import TrainConfig
+
+    base = TrainConfig.from_file(Path(args.config)) if args.config else TrainConfig()
+    flags = ("objective", "steps", "learning_rate", "rank", "beta", "seed", "batch_size", "checkpoint_every")
+    overrides = {name: value for name in flags if (value := getattr(args, name)) is not None}
+    return TrainConfig.model_validate(base.model_dump() | overrides)
+
+
+def cmd_retrain_show(args: argparse.Namespace) -> int:
+    from adfame.db import engine
+    from adfame.mlflow_setup import configure_mlflow
+    from adfame.settings import get_settings
+    from training.milestone_report import MilestoneUnknown, format_report, milestone_report
+
+    settings = get_settings()
+    try:
+        report = milestone_report(
+            settings, engine(), configure_mlflow(settings), args.milestone, wait_s=args.wait
+        )
+    except MilestoneUnknown as exc:
+        print(f"adfame: {exc}", file=sys.stderr)
+        return 1
+    print(format_report(report, settings))
+    return 0 if report.run_state == "success" else 1
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from adfame.settings import get_settings
+    from training.checkpoints import checkpoint_uri_for
+    from training.dataset import fetch_export
+    from training.export_layout import export_uri
+    from training.trainer import train
+
+    settings = get_settings()
+    config = _train_config(args).resolved()
+    uri = args.export or export_uri(args.milestone)
+    name = Path(uri.rstrip("/")).name
+    base_model = args.base_model or settings.model_source
+    export_dir = fetch_export(uri, settings.state_dir / "training" / "exports")
+    output = args.output or settings.state_dir / "training" / f"{name}-{config.objective}-s{config.seed}"
+    result = train(
+        config,
+        export_dir,
+        base_model=base_model,
+        output_dir=Path(output),
+        checkpoint_uri=args.checkpoint_uri or checkpoint_uri_for(name, config.model_dump_json(), base_model),
+        settings=settings,
+    )
+    resumed = f" (resumed from step {result.resumed_from})" if result.resumed_from else ""
+    print(f"trained {result.steps} steps{resumed}, {result.seconds_per_step:.3f} s/step")
+    print(f"loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}; LoRA in {result.lora_dir}")
+    if result.run_id:
+        print(f"MLflow run {result.run_id}: {settings.mlflow_url}/#/runs/{result.run_id}")
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from adfame.db import engine
+    from adfame.mlflow_setup import configure_mlflow
+    from adfame.storage import ObjectStore
+    from training.lineage import LineageError, format_lineage, trace_request
+
+    try:
+        client = configure_mlflow()
+        lineage = trace_request(args.request_id, engine=engine(), client=client, store=ObjectStore())
+    except LineageError as exc:
+        print(f"adfame: {exc}", file=sys.stderr)
+        return 1
+    print(format_lineage(lineage))
+    return 0
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -306,6 +440,52 @@ def _add_pipeline_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--snapshot-id", default="demo")
     p.set_defaults(func=cmd_etl_demo)
 
+    p = sub.add_parser(
+        "export", help="export a retrain milestone's selections as a training set; prints its URI"
+    )
+    p.add_argument("--milestone", type=int, required=True)
+    p.add_argument("--heldout-share", type=float, default=0.2, help="selections kept aside for evaluation")
+    p.add_argument(
+        "--curated-sample", type=int, default=0, help="curated train clips of the latest snapshot to add"
+    )
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "lineage",
+        help="where a generated request came from: model version, training run, export, selections, snapshot",
+    )
+    p.add_argument("request_id", help="a generation request's id (the job id of the REST API)")
+    p.set_defaults(func=cmd_lineage)
+
+
+def _add_training_commands(sub: argparse._SubParsersAction) -> None:
+    """Fine-tuning a LoRA on an export (docs/training.md)."""
+    p = sub.add_parser("train", help="fine-tune a LoRA on a milestone's export (progress bar, MLflow run)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--milestone", type=int, help="train on this milestone's export")
+    source.add_argument("--export", help="an export's s3:// URI or local folder")
+    p.add_argument("--config", help="a TrainConfig JSON file (flags below override it)")
+    p.add_argument("--objective", choices=("sft", "dpo"))
+    p.add_argument("--steps", type=int)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--rank", type=int)
+    p.add_argument("--beta", type=float, help="Diffusion-DPO's beta")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--base-model", help="model source (default: ADFAME_MODEL_SOURCE)")
+    p.add_argument("--output", help="output folder (default: under the state folder)")
+    p.add_argument("--checkpoint-uri", help="s3:// prefix for checkpoints (default: one per export+config)")
+    p.set_defaults(func=cmd_train)
+
+    retrain = sub.add_parser("retrain", help="what the picks made: retrain_on_feedback per milestone")
+    p = retrain.add_subparsers(dest="cmd", required=True).add_parser(
+        "show", help="a milestone's DAG run, the version it registered, its gate and evaluation"
+    )
+    p.add_argument("--milestone", type=int, help="default: the latest milestone")
+    p.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="wait for the run to finish")
+    p.set_defaults(func=cmd_retrain_show)
+
 
 def _add_serving_commands(sub: argparse._SubParsersAction) -> None:
     """The model, workers, REST API and its keys."""
@@ -345,6 +525,17 @@ def _add_traffic_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=float, default=2.0, help="requests started per second")
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--tenants", default="nike,adidas", help="comma-separated tenants, used in turn")
+    p.add_argument(
+        "--select", action="store_true", help="also pick a candidate per job, through the REST API"
+    )
+    p.add_argument("--taste", help="with --select: rgb:R,G,B, bright, motion or random[:SEED] (the control)")
+    p.add_argument("--p-best", type=float, default=1.0, help="with --select: chance of picking the best")
+    p.add_argument("--seed", type=int, default=0, help="prompts, request seeds and noisy picks follow it")
+    p.add_argument("--api-url", help="with --select: the REST API (default: this stack's)")
+    p.add_argument(
+        "--api-key", help="with --select: a tenant's key (default: one made per tenant, revoked after)"
+    )
+    p.add_argument("--job-timeout", type=float, default=300, help="seconds to wait for each job")
     p.set_defaults(func=cmd_simulate)
 
 
@@ -358,6 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add_commands in (
         _add_stack_commands,
         _add_pipeline_commands,
+        _add_training_commands,
         _add_serving_commands,
         _add_traffic_commands,
     ):

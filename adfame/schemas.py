@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -106,3 +106,22 @@ class DeadLetter(BaseModel):
     key: str | None
     payload: str = Field(description="the original bytes, decoded as UTF-8 with replacement")
     failed_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+class RetrainConf(BaseModel):
+    """The conf of a ``retrain_on_feedback`` run: which milestone to learn from, and optional overrides.
+
+    The milestone trigger (``inference/feedback.py``) sends ``milestone`` and ``selection_count``; a
+    person re-running a milestone may add overrides. ``train`` holds fields of
+    ``training.config.TrainConfig`` and ``evaluation`` fields of ``training.evaluation.EvalConfig``;
+    the first task validates them too, so a bad conf fails before anything is exported.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    milestone: int = Field(ge=1, description="milestone N: the selections numbered 200(N-1)+1 .. 200N")
+    selection_count: int | None = Field(None, ge=0, description="selections counted when the milestone fired")
+    heldout_share: float = Field(0.2, ge=0.0, lt=1.0, description="selections kept aside for evaluation")
+    curated_sample: int = Field(0, ge=0, description="curated train clips of the latest snapshot to add")
+    train: dict[str, Any] = Field(default_factory=dict, description="TrainConfig overrides")
+    evaluation: dict[str, Any] = Field(default_factory=dict, description="EvalConfig overrides")

@@ -128,6 +128,16 @@ class Settings(BaseSettings):
     retrain_dag_id: str = RETRAIN_DAG_ID
     milestone_retry_s: float = 15.0
 
+    # Retraining (retrain_on_feedback): the Airflow pool its training task runs in, and the gate a new
+    # version passes for alias challenger (training/registry.py): a held-out preference accuracy of at
+    # least the minimum, and no quality metric worse than the champion's by more than the tolerance
+    # (a share of the champion's value).
+    gpu_pool: str = "gpu"
+    gpu_pool_slots: int = Field(1, ge=1)
+    gpu_queue: str = "gpu"  # the executor queue GPU workers serve (Celery; LocalExecutor ignores it)
+    gate_min_preference_accuracy: float = Field(0.5, ge=0.0, le=1.0)
+    gate_quality_tolerance: float = Field(0.25, ge=0.0)
+
     # Seconds a service may take to become healthy before `stack up` gives up on it.
     start_timeout: float = 120.0
 

@@ -189,7 +189,10 @@ def select_candidate(
         services.metrics.milestones_created.inc()
         services.trigger.notify()
     return SelectionView(
-        job_id=job_id, candidate_index=result.candidate_index, selected_at=result.selected_at
+        job_id=job_id,
+        candidate_index=result.candidate_index,
+        selected_at=result.selected_at,
+        milestone=result.milestone,
     )
 
 

@@ -100,6 +100,7 @@ class SelectionView(BaseModel):
     job_id: uuid.UUID
     candidate_index: int
     selected_at: datetime
+    milestone: int | None = Field(None, description="the retrain milestone this selection completed, if any")
 
 
 class ErrorView(BaseModel):

@@ -7,7 +7,9 @@ Airflow outages:
    transaction-level advisory lock, counts all selections; when the count is a multiple of
    ``SELECTIONS_PER_RETRAIN`` it inserts that milestone's row. The lock makes the counts of
    concurrent transactions 1, 2, 3, ... with no gaps or repeats, so each milestone row is written
-   once, and it commits or rolls back together with the selection that reached it.
+   once, and it commits or rolls back together with the selection that reached it. The insert
+   takes the same lock first and stamps the selection with the milestone it belongs to (the
+   selections numbered 200(N-1)+1 .. 200N make milestone N), which is what its retrain exports.
 2. :func:`trigger_pending_milestones` asks Airflow for a run of every milestone row not yet
    triggered. The run id is fixed per milestone, so a repeat (two API processes, a retry after a
    lost answer) is refused with 409 instead of starting a second retrain. A failure is recorded on

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import logging
 import os
 import re
@@ -88,10 +89,10 @@ def download_model(uri: str, store: ObjectStore, cache_root: Path) -> Path:
             local.parent.mkdir(parents=True, exist_ok=True)
             store.get_file(bucket, obj.key, local)
 
-    return _filled_once(cache_root / bucket / prefix / digest, fetch)
+    return filled_once(cache_root / bucket / prefix / digest, fetch)
 
 
-def _filled_once(target: Path, fill: Callable[[Path], None]) -> Path:
+def filled_once(target: Path, fill: Callable[[Path], None]) -> Path:
     """``target``, filled by ``fill`` unless it exists: in a temporary sibling renamed into place,
     so a concurrent reader never sees half a folder and a failed fill leaves nothing behind."""
     if target.is_dir():
@@ -195,17 +196,31 @@ def publish_model(
 
 
 def init_default_model(settings: Settings | None = None, store: ObjectStore | None = None) -> str:
-    """Build tiny-wan (seed 0) and publish it to DEFAULT_MODEL_URI unless it is already there."""
-    from inference.tiny_wan import build_tiny_wan  # only needed the first time
+    """Publish tiny-wan (seed 0, pretrained) to DEFAULT_MODEL_URI unless that very build is there.
+
+    The build comes from the settings' ``cache_dir`` (built and pretrained there the first time);
+    a published model of another build (an older recipe, or one from before the pretraining) is
+    replaced, so every stack serves the model the code describes.
+    """
+    from inference.tiny_wan import BUILD_FILE, build_key, cached_tiny_wan  # only needed here
 
     settings = settings or get_settings()
     store = store or ObjectStore(settings)
     store.ensure_bucket(MODELS_BUCKET)
-    if store.exists(MODELS_BUCKET, f"{DEFAULT_MODEL_PREFIX}/{_INDEX_FILE}"):
+    if _published_build_key(store, BUILD_FILE) == build_key(seed=0):
         return DEFAULT_MODEL_URI
-    with tempfile.TemporaryDirectory(prefix="adfame-tiny-wan-") as tmp:
-        build_tiny_wan(Path(tmp), seed=0)
-        return publish_model(Path(tmp), store, MODELS_BUCKET, DEFAULT_MODEL_PREFIX)
+    local = cached_tiny_wan(seed=0, cache_root=settings.cache_dir)
+    return publish_model(local, store, MODELS_BUCKET, DEFAULT_MODEL_PREFIX)
+
+
+def _published_build_key(store: ObjectStore, build_file: str) -> str | None:
+    """The build key of the complete tiny-wan at DEFAULT_MODEL_URI, or None when there is none."""
+    if not store.exists(MODELS_BUCKET, f"{DEFAULT_MODEL_PREFIX}/{_INDEX_FILE}"):
+        return None
+    key = f"{DEFAULT_MODEL_PREFIX}/{build_file}"
+    if not store.exists(MODELS_BUCKET, key):
+        return None
+    return json.loads(store.get_bytes(MODELS_BUCKET, key)).get("key")
 
 
 # ---- generation -----------------------------------------------------------------
@@ -425,7 +440,7 @@ def local_lora(version: ModelVersionRef, cache_root: Path, tracking_uri: str | N
     """
     local = Path(version.lora_uri).expanduser()
     if "://" not in version.lora_uri and local.exists():
-        return local
+        return _lora_in(local)
     import mlflow
 
     def download(folder: Path) -> None:
@@ -437,10 +452,25 @@ def local_lora(version: ModelVersionRef, cache_root: Path, tracking_uri: str | N
             raise OSError(f"could not download the LoRA at {version.lora_uri}: {exc}") from exc
 
     key = hashlib.sha256(f"{version.label}\n{version.lora_uri}".encode()).hexdigest()[:16]
-    folder = _filled_once(cache_root / key, download)
-    # download_artifacts puts a folder artifact under its own name, a file as itself.
-    (content,) = list(folder.iterdir())
-    return content
+    folder = filled_once(cache_root / key, download)
+    # download_artifacts puts a run's folder artifact under its own name, a file as itself, and a
+    # logged model's files (``models:/...``, the source of a version logged with a flavour) flat.
+    entries = list(folder.iterdir())
+    return _lora_in(entries[0] if len(entries) == 1 else folder)
+
+
+def _lora_in(content: Path) -> Path:
+    """The LoRA in a version's files: an MLflow model of the ``diffusers`` flavour (what
+    ``retrain_on_feedback`` registers) keeps it in its adapter folder; anything else is the LoRA itself."""
+    mlmodel = content / "MLmodel"
+    if not mlmodel.is_file():
+        return content
+    import yaml
+
+    flavor = yaml.safe_load(mlmodel.read_text()).get("flavors", {}).get("diffusers")
+    if flavor is None:
+        raise OSError(f"the MLflow model in {content} has no diffusers flavour, so no LoRA to serve")
+    return content / flavor["adapter_weights"]
 
 
 class ModelServer:

@@ -2,6 +2,12 @@
 
 The pool is the VidProM prompts curated by ``nightly_etl`` (``prompts.parquet`` of the
 latest snapshot); without a snapshot a small built-in pool of ad prompts is used.
+
+``simulate`` only submits. ``simulate_selections`` plays the marketer too, through the REST API as a
+person's browser would (``RestMarketer``): it submits each prompt, waits for the job, downloads the
+candidates through their presigned URLs, decodes them, picks one with a taste (``inference.tastes``)
+and posts the pick. Its prompts, request seeds and noisy picks all come from one seed, so a run can
+be repeated; that is how the learning loop is exercised without people.
 """
 
 from __future__ import annotations
@@ -13,17 +19,32 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+import httpx
 from sqlalchemy import Engine
 
 from adfame.contracts import DATASETS_BUCKET
 from adfame.repositories.datasets import latest_snapshot_stats
 from adfame.schemas import PromptRequest
 from adfame.storage import ObjectStore
+from adfame.waiting import wait_for
+from inference.tastes import Taste, pick
+from inference.video import decode_mp4
 
 log = logging.getLogger(__name__)
+
+
+class SimulationError(RuntimeError):
+    """A simulated visit whose job was submitted but that could not end with a pick; names the job."""
+
+    def __init__(self, job_id: str, message: str):
+        super().__init__(message)
+        self.job_id = job_id
+
 
 BUILTIN_PROMPTS = (
     "a woman running in sneakers on a beach at sunrise",
@@ -43,6 +64,17 @@ class SimulationResult:
     failed: int
     seconds: float
     request_ids: list[str]
+    selected: int = 0
+    milestones: list[int] = field(default_factory=list)  # retrain milestones the selections completed
+
+
+@dataclass(frozen=True)
+class MarketerPick:
+    """What one simulated marketer's visit did: the job, the candidate picked, the milestone completed."""
+
+    job_id: str
+    candidate_index: int
+    milestone: int | None
 
 
 def load_prompt_pool(engine: Engine, store: ObjectStore) -> list[str]:
@@ -62,8 +94,19 @@ def load_prompt_pool(engine: Engine, store: ObjectStore) -> list[str]:
     return list(BUILTIN_PROMPTS)
 
 
+def _paced(count: int, rate_per_s: float, concurrency: int, task: Callable[[int], None]) -> float:
+    """Run ``task(i)`` for each i < count, ``rate_per_s`` starts a second, ``concurrency`` at once."""
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        for i in range(count):
+            due = started + i / rate_per_s
+            time.sleep(max(0.0, due - time.monotonic()))
+            pool.submit(task, i)
+    return time.monotonic() - started
+
+
 def simulate(
-    submit,
+    submit: Callable[[PromptRequest], object],
     prompts: list[str],
     *,
     count: int,
@@ -71,17 +114,19 @@ def simulate(
     concurrency: int,
     tenants: list[str],
     seed: int = 0,
-    **request_fields,
+    **request_fields: Any,
 ) -> SimulationResult:
     """Submit ``count`` requests, starting at most ``rate_per_s`` per second, ``concurrency`` in flight."""
     rng = random.Random(seed)
     tenant_cycle = itertools.cycle(tenants)
+    plan = [(rng.choice(prompts), next(tenant_cycle)) for _ in range(count)]
     lock = threading.Lock()
     ids: list[str] = []
     failed = 0
 
-    def one(prompt: str, tenant: str) -> None:
+    def one(i: int) -> None:
         nonlocal failed
+        prompt, tenant = plan[i]
         request = PromptRequest(tenant=tenant, prompt=prompt, **request_fields)
         try:
             submit(request)
@@ -92,15 +137,136 @@ def simulate(
             with lock:
                 failed += 1
 
-    started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        for i in range(count):
-            due = started + i / rate_per_s
-            time.sleep(max(0.0, due - time.monotonic()))
-            pool.submit(one, rng.choice(prompts), next(tenant_cycle))
-    result = SimulationResult(len(ids), failed, time.monotonic() - started, ids)
+    seconds = _paced(count, rate_per_s, concurrency, one)
+    result = SimulationResult(len(ids), failed, seconds, ids)
     log.info(
         "simulated %s",
         json.dumps({"submitted": result.submitted, "failed": failed, "seconds": round(result.seconds, 2)}),
     )
     return result
+
+
+def simulate_selections(
+    marketer: Callable[[PromptRequest], MarketerPick],
+    prompts: list[str],
+    *,
+    count: int,
+    rate_per_s: float,
+    concurrency: int,
+    tenants: list[str],
+    seed: int = 0,
+    **request_fields: Any,
+) -> SimulationResult:
+    """Like ``simulate``, but each request is a marketer's visit that ends with a pick.
+
+    Each request gets a seed of its own from ``seed``, so the same run generates the same candidates
+    (on the same model) and the marketer's noisy picks repeat too.
+    """
+    rng = random.Random(seed)
+    tenant_cycle = itertools.cycle(tenants)
+    plan = [(rng.choice(prompts), next(tenant_cycle), rng.randrange(2**31)) for _ in range(count)]
+    lock = threading.Lock()
+    picks: list[MarketerPick] = []
+    submitted: list[str] = []
+
+    def one(i: int) -> None:
+        prompt, tenant, request_seed = plan[i]
+        request = PromptRequest(tenant=tenant, prompt=prompt, seed=request_seed, **request_fields)
+        try:
+            made = marketer(request)
+        except SimulationError as exc:
+            log.warning("%s", exc)
+            with lock:
+                submitted.append(exc.job_id)
+            return
+        except Exception:
+            log.exception("submitting a request failed (prompt %r)", prompt)
+            return
+        with lock:
+            picks.append(made)
+            submitted.append(made.job_id)
+
+    seconds = _paced(count, rate_per_s, concurrency, one)
+    milestones = sorted(p.milestone for p in picks if p.milestone is not None)
+    result = SimulationResult(len(submitted), count - len(picks), seconds, submitted, len(picks), milestones)
+    log.info("simulated %s", json.dumps({"selected": result.selected, "failed": result.failed}))
+    return result
+
+
+class RestMarketer:
+    """A simulated marketer at the REST API, with a taste: one call is one visit, prompt to pick.
+
+    ``keys`` maps each tenant to its API key. The API decides the tenant from the key, so one key may
+    stand for several tenant names. ``p_best`` is the chance of picking the best by the taste
+    (otherwise a random candidate: a noisy marketer). Thread-safe: visits run side by side.
+    """
+
+    def __init__(
+        self,
+        api_url: str,
+        keys: dict[str, str],
+        taste: Taste,
+        *,
+        p_best: float = 1.0,
+        job_timeout_s: float = 300.0,
+        http: httpx.Client | None = None,
+    ):
+        self.keys = keys
+        self.taste = taste
+        self.p_best = p_best
+        self.job_timeout_s = job_timeout_s
+        self.http = http or httpx.Client(base_url=api_url, timeout=60)
+
+    def __call__(self, request: PromptRequest) -> MarketerPick:
+        headers = {"X-API-Key": self.keys[request.tenant]}
+        job_id = self._submit(request, headers)
+        try:
+            return self._pick(job_id, request, headers)
+        except Exception as exc:  # whatever went wrong, the summary counts the job as submitted
+            raise SimulationError(job_id, f"job {job_id}: no pick: {exc.__class__.__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _pick(self, job_id: str, request: PromptRequest, headers: dict[str, str]) -> MarketerPick:
+        """Wait for the job, judge its candidates with the taste and post the pick."""
+        job = self._wait(job_id, headers)
+        candidates = sorted(job["candidates"], key=lambda c: c["index"])
+        frames = [decode_mp4(self._download(c["video_url"])) for c in candidates]
+        rng = random.Random(f"pick:{request.seed}:{request.prompt}")
+        chosen = candidates[pick(self.taste, frames, rng, self.p_best)]["index"]
+        answer = self.http.post(
+            f"/jobs/{job_id}/selection", json={"candidate_index": chosen}, headers=headers
+        )
+        answer.raise_for_status()
+        return MarketerPick(job_id, chosen, answer.json().get("milestone"))
+
+    def _submit(self, request: PromptRequest, headers: dict[str, str]) -> str:
+        body = request.model_dump(
+            include={"prompt", "num_candidates", "num_frames", "fps", "height", "width", "seed"}
+        )
+        answer = self.http.post("/generate-video", json=body, headers=headers)
+        answer.raise_for_status()
+        return answer.json()["job_id"]
+
+    def _wait(self, job_id: str, headers: dict[str, str]) -> dict[str, Any]:
+        def job() -> dict[str, Any]:
+            answer = self.http.get(f"/jobs/{job_id}", headers=headers)
+            answer.raise_for_status()
+            return answer.json()
+
+        done = wait_for(
+            job,
+            what=f"job {job_id} finished",
+            timeout_s=self.job_timeout_s,
+            interval_s=0.5,
+            done=lambda j: j["status"] in ("succeeded", "failed"),
+        )
+        if done["status"] != "succeeded":
+            raise RuntimeError(f"the job failed: {done['error']}")
+        return done
+
+    def _download(self, url: str) -> bytes:
+        answer = self.http.get(url)  # a presigned URL of the object store: absolute, no API key
+        answer.raise_for_status()
+        return answer.content

@@ -3,28 +3,48 @@
 No weights can be downloaded here, so tests and the demo run the genuine diffusers
 ``WanPipeline`` code paths on a model made here (docs/architecture.md#models-without-downloads): a few-layer
 ``WanTransformer3DModel``, a small ``AutoencoderKLWan``, a small UMT5 encoder and a
-Unigram tokenizer trained on a built-in advertising corpus. Every weight comes from
-a fixed seed, so two builds with the same seed are byte-identical. Its videos are
-noise-like (nothing was trained), but every step that produces them is real.
+Unigram tokenizer trained on a built-in advertising corpus. Its VAE and transformer then get
+a short pretraining on procedurally drawn coloured clips (inference/tiny_wan_pretraining.py),
+so that candidates differ visibly in colour, brightness and motion and a taste can be learned.
+Every weight comes from a fixed seed on one deterministic CPU thread, so two builds with the
+same seed and recipe are byte-identical; a build is cached under the settings' ``cache_dir``
+by its build key (seed, recipe, code, library versions), so only the first one pays.
 
-    python -m inference.tiny_wan --out models/tiny-wan
+    python -m inference.tiny_wan --out models/tiny-wan [--seed 0] [--untrained]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import shutil
+import sys
+import time
+from dataclasses import asdict
 from pathlib import Path
 
+import diffusers
+import tokenizers
 import torch
+import transformers
 from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import T5Tokenizer, UMT5Config, UMT5EncoderModel
+
+from adfame.settings import get_settings
+from inference import tiny_wan_pretraining
+from inference.model import filled_once
+from inference.tiny_wan_pretraining import PretrainRecipe, pretrain_tiny_wan
 
 # What Wan's text encoder reads: the pipeline pads every prompt to this many tokens.
 MAX_SEQUENCE_LENGTH = 512
 TOKENIZER_VOCAB_SIZE = 512
 TEXT_DIM = 32
+# The recipe the published model is built with (inference/tiny_wan_pretraining.py says why).
+PRETRAINING = PretrainRecipe()
+# Saved beside model_index.json: the build key, seed and recipe, so a published model says what it is.
+BUILD_FILE = "tiny_wan_build.json"
 
 # Prompts of the kind marketers write, plus every letter, digit and common symbol, so
 # that the trained vocabulary covers any ordinary prompt without unknown characters.
@@ -113,8 +133,8 @@ def _seeded(seed: int, component: int) -> None:
     torch.manual_seed(seed * 1000 + component)
 
 
-def build_tiny_wan_pipeline(seed: int = 0) -> WanPipeline:
-    """The tiny-wan pipeline in memory, float32 on the CPU."""
+def untrained_tiny_wan_pipeline(seed: int = 0) -> WanPipeline:
+    """tiny-wan with its initial random weights, float32 on the CPU (pretraining starts here)."""
     tokenizer = train_tokenizer()
     with torch.random.fork_rng(devices=[]):
         _seeded(seed, 0)
@@ -133,13 +153,16 @@ def build_tiny_wan_pipeline(seed: int = 0) -> WanPipeline:
             )
         )
         _seeded(seed, 1)
-        # Same 8x spatial / 4x temporal compression and 16 latent channels as Wan 2.1's VAE.
+        # Same 8x spatial / 4x temporal compression and 16 latent channels as Wan 2.1's VAE, with
+        # Wan 2.2's residual down- and up-sampling: at this width, without those shortcuts, colour
+        # barely passes through the random network and a short pretraining cannot teach it.
         vae = AutoencoderKLWan(
             base_dim=8,
             z_dim=16,
             dim_mult=[1, 1, 1, 1],
             num_res_blocks=1,
             temperal_downsample=[False, True, True],
+            is_residual=True,
         )
         _seeded(seed, 2)
         transformer = WanTransformer3DModel(
@@ -166,10 +189,59 @@ def build_tiny_wan_pipeline(seed: int = 0) -> WanPipeline:
     return pipe
 
 
-def build_tiny_wan(out_dir: Path, seed: int = 0) -> Path:
-    """Build tiny-wan from ``seed`` and save it with ``save_pretrained`` into ``out_dir``."""
+def build_key(seed: int = 0, recipe: PretrainRecipe | None = PRETRAINING) -> str:
+    """A digest of everything that decides a build's bytes: the seed, the recipe, this code and
+    the versions of the libraries that run it. It names the cached build and is published with it."""
+    parts = [
+        json.dumps({"seed": seed, "recipe": asdict(recipe) if recipe else None}, sort_keys=True),
+        *(Path(module.__file__).read_text() for module in (sys.modules[__name__], tiny_wan_pretraining)),
+        *(f"{lib.__name__} {lib.__version__}" for lib in (torch, diffusers, transformers, tokenizers)),
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _save_build(out_dir: Path, seed: int, recipe: PretrainRecipe | None) -> None:
+    """Build, pretrain unless ``recipe`` is None, and save the pipeline plus its BUILD_FILE."""
+    pipe = untrained_tiny_wan_pipeline(seed)
+    build: dict[str, object] = {"key": build_key(seed, recipe), "seed": seed, "recipe": None}
+    if recipe is not None:
+        report = pretrain_tiny_wan(pipe, recipe, seed)
+        build["recipe"] = asdict(recipe)
+        build["losses"] = {
+            "vae": [report.vae_losses[0], report.vae_losses[-1]],
+            "transformer": [report.transformer_losses[0], report.transformer_losses[-1]],
+        }
+    pipe.save_pretrained(out_dir, safe_serialization=True)
+    (out_dir / BUILD_FILE).write_text(json.dumps(build, indent=2, sort_keys=True) + "\n")
+
+
+def cached_tiny_wan(
+    seed: int = 0, recipe: PretrainRecipe | None = PRETRAINING, cache_root: Path | None = None
+) -> Path:
+    """The saved tiny-wan for ``seed`` and ``recipe``, built once per build key under ``cache_root``
+    (default: the settings' ``cache_dir``), so that only the first build pays for the pretraining."""
+    cache_root = cache_root or get_settings().cache_dir
+    return filled_once(
+        Path(cache_root) / f"tiny-wan-{build_key(seed, recipe)}",
+        lambda folder: _save_build(folder, seed, recipe),
+    )
+
+
+def build_tiny_wan_pipeline(seed: int = 0, recipe: PretrainRecipe | None = PRETRAINING) -> WanPipeline:
+    """The tiny-wan pipeline in memory, float32 on the CPU (the cached build, loaded)."""
+    if recipe is None:
+        return untrained_tiny_wan_pipeline(seed)
+    pipe = WanPipeline.from_pretrained(cached_tiny_wan(seed, recipe))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def build_tiny_wan(
+    out_dir: Path, seed: int = 0, recipe: PretrainRecipe | None = PRETRAINING, cache_root: Path | None = None
+) -> Path:
+    """Write tiny-wan for ``seed`` into ``out_dir``: pretrained by ``recipe``, untrained when it is None."""
     out_dir = Path(out_dir)
-    build_tiny_wan_pipeline(seed).save_pretrained(out_dir, safe_serialization=True)
+    shutil.copytree(cached_tiny_wan(seed, recipe, cache_root), out_dir, dirs_exist_ok=True)
     return out_dir
 
 
@@ -177,10 +249,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder to write the pipeline into")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--untrained", action="store_true", help="skip the pretraining (random weights)")
     args = parser.parse_args(argv)
-    path = build_tiny_wan(args.out, seed=args.seed)
+    recipe = None if args.untrained else PRETRAINING
+    start = time.perf_counter()
+    path = build_tiny_wan(args.out, seed=args.seed, recipe=recipe)
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    print(f"tiny-wan (seed {args.seed}) written to {path} ({size / 1024:.0f} KiB)")
+    kind = "untrained" if args.untrained else "pretrained"
+    print(
+        f"tiny-wan (seed {args.seed}, {kind}, build {build_key(args.seed, recipe)}) written to {path} "
+        f"({size / 1024:.0f} KiB) in {time.perf_counter() - start:.1f} s"
+    )
 
 
 if __name__ == "__main__":

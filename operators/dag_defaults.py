@@ -24,12 +24,14 @@ def adfame_dag(
     doc_md: str | None,
     retry_delay: timedelta,
     retries: int = 2,
+    paused_at_creation: bool = True,
 ) -> DAG:
     """A DAG with the platform's defaults; use it as ``with adfame_dag(...):`` in a DAG file.
 
     Missed intervals are not caught up (a night's data is fetched once, for the latest night), and
     a DAG never runs twice at once: a second run would only compete with the first for the same
-    work folder or services.
+    work folder or services. A DAG that events start (``paused_at_creation=False``) is live at once,
+    since nobody stands by to unpause it before its first trigger.
     """
     default_args: dict[str, Any] = {"owner": owner, "retries": retries, "retry_delay": retry_delay}
     return DAG(
@@ -41,4 +43,5 @@ def adfame_dag(
         tags=["adfame", *tags],
         default_args=default_args,
         doc_md=doc_md,
+        is_paused_upon_creation=paused_at_creation,
     )

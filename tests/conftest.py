@@ -82,5 +82,6 @@ def design_tables() -> frozenset[str]:
             "monitoring_metrics",
             "drift_reports",
             "dashboard_stats",
+            "model_evaluations",
         }
     )

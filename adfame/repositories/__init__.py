@@ -5,4 +5,5 @@
 - ``deployments``: model versions' traffic weights and states, and monitoring metrics
 - ``datasets``: curated snapshots, their clips and the ETL runs that made them, and the latest one's numbers
 - ``api_keys``: per-tenant API keys, stored as digests (what a key is stays in ``inference.auth``)
+- ``evaluations``: each registered version's evaluation against the champion, one row per model and metric
 """

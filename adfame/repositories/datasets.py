@@ -96,6 +96,18 @@ def latest_snapshot_stats(engine: Engine) -> dict[str, Any] | None:
         ).scalar_one_or_none()
 
 
+def snapshot_clips(engine: Engine, snapshot_id: str, split: str) -> list[SnapshotClip]:
+    """The clips of one split of a snapshot, in a stable order (source, clip id)."""
+    columns = ", ".join(SnapshotClip.__dataclass_fields__)
+    query = text(
+        f"select {columns} from dataset_clips where snapshot_id = :id and split = :split "
+        "order by source, clip_id"
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query, {"id": snapshot_id, "split": split}).mappings()
+        return [SnapshotClip(**row) for row in rows]
+
+
 def publish_snapshot(
     engine: Engine,
     snapshot_id: str,

@@ -564,6 +564,15 @@ class AirflowApiServer(AirflowComponent):
     def probe(self) -> Probe:
         return health.airflow_api(self.settings)
 
+    def converge(self) -> None:
+        """The pool the training task of retrain_on_feedback runs in: as many slots as GPUs to train on."""
+        from adfame.airflow_client import AirflowClient
+
+        with AirflowClient(self.settings) as client:
+            client.ensure_pool(
+                self.settings.gpu_pool, self.settings.gpu_pool_slots, "training tasks, one per GPU"
+            )
+
 
 class AirflowScheduler(AirflowComponent):
     name = "airflow-scheduler"

@@ -62,7 +62,10 @@ def _new_request(session: Connection, tenant: str = "acme") -> uuid.UUID:
 
 def _select(session: Connection, request_id: uuid.UUID, index: int, tenant: str = "acme") -> None:
     session.execute(
-        text("INSERT INTO selections (request_id, candidate_index, tenant) VALUES (:id, :i, :tenant)"),
+        text(
+            "INSERT INTO selections (request_id, candidate_index, tenant, milestone)"
+            " VALUES (:id, :i, :tenant, 1)"
+        ),
         {"id": request_id, "i": index, "tenant": tenant},
     )
 

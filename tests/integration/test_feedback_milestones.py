@@ -86,6 +86,33 @@ def _first_milestone_if(engine: Engine, condition: Callable[[Row[Any]], Any]) ->
     return row if condition(row) else None
 
 
+def _stamped(engine: Engine) -> dict[int, tuple[int, bool]]:
+    """Per milestone: how many selections carry it, and whether all follow the previous milestone's by seq."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT milestone, count(*), min(seq), max(seq) FROM selections GROUP BY 1 ORDER BY 1")
+        ).all()
+    return {m.milestone: (m.count, i == 0 or m.min > rows[i - 1].max) for i, m in enumerate(rows)}
+
+
+def test_concurrent_selections_are_stamped_200_per_milestone_in_seq_order(
+    new_database: Callable[..., Engine],
+) -> None:
+    """The stamp is taken under the counting lock: milestone N holds the selections 200(N-1)+1 .. 200N."""
+    engine = new_database(migrated=True)
+    tenant = "stamps"
+    jobs = finished_jobs(engine, tenant, 240)
+
+    def select_all(chunk: list[uuid.UUID]) -> list[int | None]:
+        return [record_selection(engine, job, 0, tenant).milestone for job in chunk]
+
+    with ThreadPoolExecutor(8) as pool:
+        completed = [m for chunk in pool.map(select_all, [jobs[i::8] for i in range(8)]) for m in chunk]
+    assert sorted(m for m in completed if m is not None) == [1]
+    assert [(m.milestone, m.selection_count) for m in _milestones(engine)] == [(1, 200)]
+    assert _stamped(engine) == {1: (200, True), 2: (40, True)}
+
+
 def _runs(airflow: AirflowClient) -> list[tuple[str, dict[str, Any]]]:
     return sorted((run["dag_run_id"], run["conf"]) for run in airflow.list_dag_runs(PROBE_DAG))
 
@@ -116,6 +143,7 @@ def test_400_concurrent_selections_give_two_milestones_and_two_dag_runs(
         assert codes == [201] * 400
 
         assert [(m.milestone, m.selection_count) for m in _milestones(engine)] == [(1, 200), (2, 400)]
+        assert _stamped(engine) == {1: (200, True), 2: (200, True)}
         rows = wait_for(
             lambda: _all_triggered(engine), what="both milestones triggered", timeout_s=60, interval_s=0.2
         )

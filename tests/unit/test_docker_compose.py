@@ -29,6 +29,7 @@ AIRFLOW_SERVICES = {
     "airflow-triggerer",
 }
 APP_SERVICES = {"worker": "worker", "api": "api"}
+GPU_WORKER_SERVICES = {"redis", "airflow-worker", "airflow-gpu-worker"}
 ONE_SHOT_SERVICES = {"kafka-init", "s3-init", "airflow-init"}
 
 # Service -> the Settings field that holds its host port.
@@ -343,8 +344,23 @@ def test_app_slots_build_the_project_image_under_a_profile(services: dict[str, d
         dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
         assert (ROOT / context / dockerfile).is_file()
         assert script(service).split() == ["adfame", subcommand]
-    for name in set(services) - set(APP_SERVICES):
+    for name in set(services) - set(APP_SERVICES) - set(GPU_WORKER_SERVICES):
         assert not services[name].get("profiles"), f"{name} should start with a plain `up`"
+
+
+def test_training_can_go_to_gpu_workers_on_their_own_queue(
+    services: dict[str, dict[str, Any]], defaults: Settings
+) -> None:
+    """LocalExecutor by default; with the gpu profile and CeleryExecutor, training has a worker of its own."""
+    for name in GPU_WORKER_SERVICES:
+        assert services[name].get("profiles") == ["gpu"], f"{name} must only start with --profile gpu"
+    command = services["airflow-gpu-worker"]["command"]
+    assert (
+        command[:2] == ["celery", "worker"] and command[command.index("--queues") + 1] == defaults.gpu_queue
+    )
+    devices = services["airflow-gpu-worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"]
+    assert "default" in services["airflow-worker"]["command"]
 
 
 def test_dockerfile_installs_the_lock_then_the_project() -> None:

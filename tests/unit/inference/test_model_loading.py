@@ -1,11 +1,13 @@
-"""tiny-wan builds reproducibly, and loads from a folder, an s3:// URI or a hub id (from a local mirror)."""
+"""tiny-wan is built and published once per build, and loads from a folder, an s3:// URI or a hub id."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +71,9 @@ class FolderStore:
         shutil.copyfile(self._path(bucket, key), path)
         return path
 
+    def get_bytes(self, bucket: str, key: str) -> bytes:
+        return self._path(bucket, key).read_bytes()
+
     def exists(self, bucket: str, key: str) -> bool:
         return self._path(bucket, key).is_file()
 
@@ -97,26 +102,29 @@ def _files(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_same_seed_builds_byte_identical_model(model_dir: Path, tmp_path: Path) -> None:
-    again = _files(tiny_wan.build_tiny_wan(tmp_path / "again", seed=0))
-    first = _files(model_dir)
-    assert again == first
-    assert {"transformer/diffusion_pytorch_model.safetensors", "tokenizer/tokenizer.json"} <= set(first)
-    assert sum(len(data) for data in first.values()) < 1_000_000
+def test_the_build_is_small_and_says_what_it_is(model_dir: Path) -> None:
+    files = _files(model_dir)
+    assert {"transformer/diffusion_pytorch_model.safetensors", "tokenizer/tokenizer.json"} <= set(files)
+    assert sum(len(data) for data in files.values()) < 1_000_000
+    build = json.loads(files[tiny_wan.BUILD_FILE])
+    assert build["key"] == tiny_wan.build_key(seed=0) and build["seed"] == 0
+    assert build["recipe"] == asdict(tiny_wan.PRETRAINING)
 
 
-def test_other_seed_gives_other_weights(model_dir: Path, tmp_path: Path) -> None:
-    other = tiny_wan.build_tiny_wan(tmp_path / "seed1", seed=1)
+def test_other_seed_gives_other_weights(tmp_path: Path) -> None:
+    # Untrained builds: the seed decides the initial weights either way, and they take a second.
+    first = tiny_wan.build_tiny_wan(tmp_path / "seed0", seed=0, recipe=None)
+    other = tiny_wan.build_tiny_wan(tmp_path / "seed1", seed=1, recipe=None)
     weights = "transformer/diffusion_pytorch_model.safetensors"
-    assert (other / weights).read_bytes() != (model_dir / weights).read_bytes()
+    assert (other / weights).read_bytes() != (first / weights).read_bytes()
     # The tokenizer is trained, not seeded: the same for every seed.
     tokenizer = "tokenizer/tokenizer.json"
-    assert (other / tokenizer).read_bytes() == (model_dir / tokenizer).read_bytes()
+    assert (other / tokenizer).read_bytes() == (first / tokenizer).read_bytes()
 
 
 def test_cli_writes_a_loadable_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    tiny_wan.main(["--out", str(tmp_path / "cli"), "--seed", "3"])
-    assert "tiny-wan (seed 3)" in capsys.readouterr().out
+    tiny_wan.main(["--out", str(tmp_path / "cli"), "--seed", "3", "--untrained"])
+    assert "tiny-wan (seed 3, untrained, build " in capsys.readouterr().out
     assert (tmp_path / "cli" / "model_index.json").is_file()
 
 
@@ -213,7 +221,7 @@ def test_publish_then_load_from_s3_uri_uses_the_cache(model_dir: Path, tmp_path:
     assert store.downloads == downloads, "an unchanged model is loaded from the local cache"
 
     # Republishing other weights under the same prefix changes the etags, hence the cache folder.
-    other = tiny_wan.build_tiny_wan(tmp_path / "seed1", seed=1)
+    other = tiny_wan.build_tiny_wan(tmp_path / "seed1", seed=1, recipe=None)
     publish_model(other, store, "adfame-models", "base/demo")
     path = download_model(uri, store, settings.models_cache / "models")
     assert _files(path) == _files(other)
@@ -227,11 +235,22 @@ def test_missing_s3_model_is_named(tmp_path: Path) -> None:
         load_pipeline("s3://adfame-models/base/absent", store=store, settings=_own_cache(tmp_path))
 
 
-def test_init_default_model_is_idempotent(tmp_path: Path) -> None:
+def test_init_default_model_is_idempotent_and_replaces_another_build(model_dir: Path, tmp_path: Path) -> None:
     store = FolderStore(tmp_path / "store")
-    settings = _own_cache(tmp_path / "cache")
+    # The pretrained build comes from the shared build cache (filled by the model_dir fixture).
+    settings = Settings(model_cache_dir=tmp_path / "cache")
+    published = store.root / "adfame-models" / "base/tiny-wan"
+    # A model published before the pretraining (or by an older recipe) is replaced by the current build.
+    publish_model(
+        tiny_wan.build_tiny_wan(tmp_path / "old", seed=0, recipe=None),
+        store,
+        "adfame-models",
+        "base/tiny-wan",
+    )
     assert init_default_model(settings, store) == DEFAULT_MODEL_URI
-    index = store.root / "adfame-models" / "base/tiny-wan/model_index.json"
-    first_mtime = index.stat().st_mtime_ns
+    assert _files(published) == _files(model_dir)
+    first_mtime = (published / "model_index.json").stat().st_mtime_ns
     assert init_default_model(settings, store) == DEFAULT_MODEL_URI
-    assert index.stat().st_mtime_ns == first_mtime, "an existing model is not rebuilt or re-uploaded"
+    assert (published / "model_index.json").stat().st_mtime_ns == first_mtime, (
+        "the same build is not re-uploaded"
+    )

@@ -1,4 +1,4 @@
-"""The traffic simulator keeps to its rate, its concurrency and its tenants, and counts failures."""
+"""The traffic simulator keeps to its rate, its concurrency and its tenants, and counts failures and picks."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ import threading
 import time
 
 from adfame.schemas import PromptRequest
-from inference.simulator import BUILTIN_PROMPTS, simulate
+from inference.simulator import (
+    BUILTIN_PROMPTS,
+    MarketerPick,
+    SimulationError,
+    SimulationResult,
+    simulate,
+    simulate_selections,
+)
 
 
 def test_rate_concurrency_and_tenants() -> None:
@@ -50,3 +57,33 @@ def test_failed_submissions_are_counted() -> None:
         submit, ["a runner at dawn"], count=4, rate_per_s=100, concurrency=2, tenants=["ok", "broken"]
     )
     assert (result.submitted, result.failed) == (2, 2)
+
+
+def test_selections_count_picks_failures_and_milestones_and_repeat_with_the_seed() -> None:
+    """A visit that fails after its job was submitted counts as submitted and failed, never selected."""
+    seen: list[PromptRequest] = []
+
+    def marketer(request: PromptRequest) -> MarketerPick:
+        seen.append(request)
+        if request.tenant == "flaky":
+            raise SimulationError(f"job-{request.seed}", "the job failed")
+        return MarketerPick(f"job-{request.seed}", 2, 1 if len(seen) == 3 else None)
+
+    def run() -> SimulationResult:
+        return simulate_selections(
+            marketer,
+            list(BUILTIN_PROMPTS),
+            count=6,
+            rate_per_s=100,
+            concurrency=1,
+            tenants=["ok", "flaky"],
+            seed=5,
+        )
+
+    result = run()
+    assert (result.submitted, result.selected, result.failed, result.milestones) == (6, 3, 3, [1])
+    assert all(r.seed is not None for r in seen)
+    first = [(r.prompt, r.seed) for r in seen]
+    seen.clear()
+    run()
+    assert [(r.prompt, r.seed) for r in seen] == first  # the same plan from the same seed
