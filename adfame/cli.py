@@ -205,32 +205,38 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return 2
     from adfame.db import engine
     from adfame.messaging import create_producer
-    from adfame.storage import ObjectStore
     from inference.jobs import submit
-    from inference.simulator import load_prompt_pool, simulate
+    from inference.simulator import simulate
 
     producer = create_producer()
-    pool = load_prompt_pool(engine(), ObjectStore())
-    result = simulate(
-        lambda r: submit(r, engine=engine(), producer=producer),
-        pool,
+    result = simulate(lambda r: submit(r, engine=engine(), producer=producer), _traffic(args))
+    producer.close()
+    print(f"submitted {result.submitted} requests in {result.seconds:.1f}s ({result.failed} failed)")
+    return 0 if result.failed == 0 else 1
+
+
+def _traffic(args: argparse.Namespace):  # -> inference.simulator.Traffic
+    """The traffic ``adfame simulate`` asked for, with prompts from the curated pool."""
+    from adfame.db import engine
+    from adfame.storage import ObjectStore
+    from inference.simulator import Traffic, load_prompt_pool
+
+    return Traffic(
+        prompts=load_prompt_pool(engine(), ObjectStore()),
         count=args.count,
         rate_per_s=args.rate,
         concurrency=args.concurrency,
         tenants=args.tenants.split(","),
+        seed=args.seed,
     )
-    producer.close()
-    print(f"submitted {result.submitted} requests in {result.seconds:.1f}s ({result.failed} failed)")
-    return 0 if result.failed == 0 else 1
 
 
 def _simulate_selections(args: argparse.Namespace) -> int:
     """A simulated marketer with a taste: prompts through the REST API, picks posted back to it."""
     from adfame.db import engine
     from adfame.settings import get_settings
-    from adfame.storage import ObjectStore
     from inference.auth import create_api_key, revoke_api_key
-    from inference.simulator import RestMarketer, load_prompt_pool, simulate_selections
+    from inference.simulator import RestMarketer, simulate_selections
     from inference.tastes import parse_taste
 
     if not args.taste:
@@ -243,15 +249,7 @@ def _simulate_selections(args: argparse.Namespace) -> int:
     api_url = args.api_url or get_settings().api_url
     marketer = RestMarketer(api_url, keys, taste, p_best=args.p_best, job_timeout_s=args.job_timeout)
     try:
-        result = simulate_selections(
-            marketer,
-            load_prompt_pool(engine(), ObjectStore()),
-            count=args.count,
-            rate_per_s=args.rate,
-            concurrency=args.concurrency,
-            tenants=tenants,
-            seed=args.seed,
-        )
+        result = simulate_selections(marketer, _traffic(args))
     finally:
         marketer.close()
         for key in created.values():  # the keys this run made for itself end with it

@@ -94,50 +94,63 @@ def load_prompt_pool(engine: Engine, store: ObjectStore) -> list[str]:
     return list(BUILTIN_PROMPTS)
 
 
-def _paced(count: int, rate_per_s: float, concurrency: int, task: Callable[[int], None]) -> float:
-    """Run ``task(i)`` for each i < count, ``rate_per_s`` starts a second, ``concurrency`` at once."""
-    started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        for i in range(count):
-            due = started + i / rate_per_s
-            time.sleep(max(0.0, due - time.monotonic()))
-            pool.submit(task, i)
-    return time.monotonic() - started
+@dataclass(frozen=True)
+class Traffic:
+    """What a simulation sends and how: ``count`` requests for ``tenants`` in turn, with prompts drawn from
+    ``prompts``, ``rate_per_s`` starts a second and at most ``concurrency`` in flight.
+
+    Every draw comes from ``seed``, so the same traffic repeats; ``request_fields`` go into every request.
+    """
+
+    prompts: list[str]
+    count: int
+    rate_per_s: float
+    concurrency: int
+    tenants: list[str]
+    seed: int = 0
+    request_fields: dict[str, Any] = field(default_factory=dict)
+
+    def requests(self, *, seeded: bool) -> list[PromptRequest]:
+        """The requests in order; with ``seeded`` each gets a seed of its own (drawn after its prompt)."""
+        rng = random.Random(self.seed)
+        tenants = itertools.cycle(self.tenants)
+        planned = []
+        for _ in range(self.count):
+            prompt, tenant = rng.choice(self.prompts), next(tenants)
+            seed = {"seed": rng.randrange(2**31)} if seeded else {}
+            planned.append(PromptRequest(tenant=tenant, prompt=prompt, **seed, **self.request_fields))
+        return planned
+
+    def pace(self, task: Callable[[int], None]) -> float:
+        """Run ``task(i)`` for each i < count at this traffic's rate and concurrency; the seconds it took."""
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            for i in range(self.count):
+                due = started + i / self.rate_per_s
+                time.sleep(max(0.0, due - time.monotonic()))
+                pool.submit(task, i)
+        return time.monotonic() - started
 
 
-def simulate(
-    submit: Callable[[PromptRequest], object],
-    prompts: list[str],
-    *,
-    count: int,
-    rate_per_s: float,
-    concurrency: int,
-    tenants: list[str],
-    seed: int = 0,
-    **request_fields: Any,
-) -> SimulationResult:
-    """Submit ``count`` requests, starting at most ``rate_per_s`` per second, ``concurrency`` in flight."""
-    rng = random.Random(seed)
-    tenant_cycle = itertools.cycle(tenants)
-    plan = [(rng.choice(prompts), next(tenant_cycle)) for _ in range(count)]
+def simulate(submit: Callable[[PromptRequest], object], traffic: Traffic) -> SimulationResult:
+    """Submit the traffic's requests; a failed submission is counted and logged, never raised."""
+    requests = traffic.requests(seeded=False)
     lock = threading.Lock()
     ids: list[str] = []
     failed = 0
 
     def one(i: int) -> None:
         nonlocal failed
-        prompt, tenant = plan[i]
-        request = PromptRequest(tenant=tenant, prompt=prompt, **request_fields)
         try:
-            submit(request)
+            submit(requests[i])
             with lock:
-                ids.append(str(request.request_id))
+                ids.append(str(requests[i].request_id))
         except Exception:
             log.exception("submitting a request failed")
             with lock:
                 failed += 1
 
-    seconds = _paced(count, rate_per_s, concurrency, one)
+    seconds = traffic.pace(one)
     result = SimulationResult(len(ids), failed, seconds, ids)
     log.info(
         "simulated %s",
@@ -147,48 +160,38 @@ def simulate(
 
 
 def simulate_selections(
-    marketer: Callable[[PromptRequest], MarketerPick],
-    prompts: list[str],
-    *,
-    count: int,
-    rate_per_s: float,
-    concurrency: int,
-    tenants: list[str],
-    seed: int = 0,
-    **request_fields: Any,
+    marketer: Callable[[PromptRequest], MarketerPick], traffic: Traffic
 ) -> SimulationResult:
     """Like ``simulate``, but each request is a marketer's visit that ends with a pick.
 
-    Each request gets a seed of its own from ``seed``, so the same run generates the same candidates
-    (on the same model) and the marketer's noisy picks repeat too.
+    Each request gets a seed of its own from the traffic's seed, so the same run generates the same
+    candidates (on the same model) and the marketer's noisy picks repeat too.
     """
-    rng = random.Random(seed)
-    tenant_cycle = itertools.cycle(tenants)
-    plan = [(rng.choice(prompts), next(tenant_cycle), rng.randrange(2**31)) for _ in range(count)]
+    requests = traffic.requests(seeded=True)
     lock = threading.Lock()
     picks: list[MarketerPick] = []
     submitted: list[str] = []
 
     def one(i: int) -> None:
-        prompt, tenant, request_seed = plan[i]
-        request = PromptRequest(tenant=tenant, prompt=prompt, seed=request_seed, **request_fields)
         try:
-            made = marketer(request)
+            made = marketer(requests[i])
         except SimulationError as exc:
             log.warning("%s", exc)
             with lock:
                 submitted.append(exc.job_id)
             return
         except Exception:
-            log.exception("submitting a request failed (prompt %r)", prompt)
+            log.exception("submitting a request failed (prompt %r)", requests[i].prompt)
             return
         with lock:
             picks.append(made)
             submitted.append(made.job_id)
 
-    seconds = _paced(count, rate_per_s, concurrency, one)
+    seconds = traffic.pace(one)
     milestones = sorted(p.milestone for p in picks if p.milestone is not None)
-    result = SimulationResult(len(submitted), count - len(picks), seconds, submitted, len(picks), milestones)
+    result = SimulationResult(
+        len(submitted), traffic.count - len(picks), seconds, submitted, len(picks), milestones
+    )
     log.info("simulated %s", json.dumps({"selected": result.selected, "failed": result.failed}))
     return result
 

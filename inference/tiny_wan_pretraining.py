@@ -17,7 +17,7 @@ with deterministic kernels, so the same recipe gives byte-identical weights.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -126,19 +126,13 @@ def pretrain_vae(pipe: WanPipeline, recipe: PretrainRecipe, seed: int) -> list[f
     """
     vae = pipe.vae
     rng = np.random.default_rng([seed, 1])
-    optimiser = torch.optim.AdamW(vae.parameters(), lr=recipe.vae_learning_rate)
-    vae.train()
-    losses = []
-    for _ in range(recipe.vae_steps):
+
+    def step_loss() -> torch.Tensor:
         clips = draw_clips(rng, recipe.vae_batch, recipe.vae_frames, recipe.vae_size).videos
         decoded = vae.decode(vae.encode(clips).latent_dist.mode()).sample
-        loss = torch.nn.functional.mse_loss(decoded, clips)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        losses.append(loss.item())
-    vae.eval()
-    return losses
+        return torch.nn.functional.mse_loss(decoded, clips)
+
+    return _fit(vae, recipe.vae_learning_rate, recipe.vae_steps, step_loss)
 
 
 @torch.no_grad()
@@ -181,22 +175,36 @@ def pretrain_transformer(
     transformer = pipe.transformer
     generator = torch.Generator().manual_seed(seed * 1000 + 102)
     shift = pipe.scheduler.config.flow_shift
-    optimiser = torch.optim.AdamW(transformer.parameters(), lr=recipe.transformer_learning_rate)
-    transformer.train()
-    losses = []
-    for _ in range(recipe.transformer_steps):
+
+    def step_loss() -> torch.Tensor:
         index = torch.randint(len(latents), (recipe.transformer_batch,), generator=generator)
         clean = latents[index]
         noise = torch.randn(clean.shape, generator=generator)
         sigmas = shifted_sigmas(torch.rand(len(index), generator=generator), shift)
         noisy = (1 - sigmas.view(-1, 1, 1, 1, 1)) * clean + sigmas.view(-1, 1, 1, 1, 1) * noise
         predicted = transformer(noisy, sigmas * 1000, text[index], return_dict=False)[0]
-        loss = torch.nn.functional.mse_loss(predicted, noise - clean)
+        return torch.nn.functional.mse_loss(predicted, noise - clean)
+
+    return _fit(transformer, recipe.transformer_learning_rate, recipe.transformer_steps, step_loss)
+
+
+def _fit(
+    module: torch.nn.Module, learning_rate: float, steps: int, step_loss: Callable[[], torch.Tensor]
+) -> list[float]:
+    """``steps`` AdamW steps on ``module``, each on a fresh ``step_loss()``; returns the losses.
+
+    The one loop of both stages: the VAE's and the transformer's pretraining differ only in what a
+    step's loss is (and so in what each step draws)."""
+    optimiser = torch.optim.AdamW(module.parameters(), lr=learning_rate)
+    module.train()
+    losses = []
+    for _ in range(steps):
+        loss = step_loss()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
         losses.append(loss.item())
-    transformer.eval()
+    module.eval()
     return losses
 
 

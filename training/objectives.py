@@ -94,17 +94,12 @@ def dpo_margins(
     return -0.5 * beta * (improvement[:pairs] - improvement[pairs:])
 
 
-def dpo_loss(
-    spec: WanSpec,
-    winners: torch.Tensor,
-    losers: torch.Tensor,
-    winner_embeds: torch.Tensor,
-    loser_embeds: torch.Tensor,
-    beta: float,
-    generator: torch.Generator,
-) -> DpoStep:
-    """Diffusion-DPO for flow matching on a batch of (winner, loser) latents with their prompts."""
-    margins = dpo_margins(spec, winners, losers, winner_embeds, loser_embeds, beta, generator)
+def dpo_loss(margins: torch.Tensor) -> DpoStep:
+    """Diffusion-DPO's loss, ``-logsigmoid(margin)`` averaged, and how well the batch orders its pairs.
+
+    It takes the margins (``dpo_margins``, which held-out scoring calls too), not the batch, so the
+    flow-matching pass that makes them is written once.
+    """
     detached = margins.detach()
     return DpoStep(
         loss=-F.logsigmoid(margins).mean(),

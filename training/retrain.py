@@ -11,7 +11,7 @@ diffusers, MLflow) are imported inside the steps, so the DAG file parses fast.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -21,6 +21,13 @@ from adfame.settings import Settings, get_settings
 from training.export_layout import ExportManifest
 from training.registry import EvaluationScores, RegisteredVersion
 from training.tracking import LORA_ARTIFACT_PATH
+
+if TYPE_CHECKING:
+    from training.config import TrainConfig
+    from training.trainer import TrainResult
+
+# What a training result and its hand-off between tasks have in common (the LoRA travels in MLflow).
+_RESULT_FIELDS = frozenset({"run_id", "steps", "losses", "seconds_per_step", "resumed_from"})
 
 
 class RetrainConfError(ValueError):
@@ -56,6 +63,18 @@ class Trained(BaseModel):
     @property
     def lora_uri(self) -> str:
         return f"runs:/{self.run_id}/{LORA_ARTIFACT_PATH}"
+
+    @classmethod
+    def of(cls, exported: Exported, result: TrainResult, config: TrainConfig) -> Trained:
+        """The hand-off of a tracked run (``result.run_id`` set): its numbers, objective and beta."""
+        shared = {name: getattr(result, name) for name in _RESULT_FIELDS}
+        return cls(exported=exported, objective=config.objective, beta=config.beta, **shared)
+
+    def result(self, lora_dir: Path) -> TrainResult:
+        """The training result again, as the registry takes it, with the LoRA downloaded to ``lora_dir``."""
+        from training.trainer import TrainResult
+
+        return TrainResult(lora_dir=lora_dir, **self.model_dump(include=_RESULT_FIELDS))
 
 
 class Evaluated(BaseModel):
@@ -143,16 +162,7 @@ def train_step(conf: RetrainConf, exported: Exported, settings: Settings | None 
     )
     if result.run_id is None:
         raise RuntimeError(f"training logged no MLflow run (is MLflow at {settings.mlflow_url} up?)")
-    return Trained(
-        exported=exported,
-        run_id=result.run_id,
-        steps=result.steps,
-        losses=result.losses,
-        seconds_per_step=result.seconds_per_step,
-        resumed_from=result.resumed_from,
-        objective=config.objective,
-        beta=config.beta,
-    )
+    return Trained.of(exported, result, config)
 
 
 def evaluate_step(conf: RetrainConf, trained: Trained, settings: Settings | None = None) -> Evaluated:
@@ -185,21 +195,13 @@ def register_step(conf: RetrainConf, evaluated: Evaluated, settings: Settings | 
     from adfame import db
     from training.evaluation import record_evaluation
     from training.registry import register_version
-    from training.trainer import TrainResult
 
     settings = settings or get_settings()
     trained = evaluated.trained
     _mlflow(settings)
-    result = TrainResult(
-        lora_dir=download_lora(trained, work_folder(settings, conf.milestone) / "lora"),
-        steps=trained.steps,
-        losses=trained.losses,
-        run_id=trained.run_id,
-        seconds_per_step=trained.seconds_per_step,
-        resumed_from=trained.resumed_from,
-    )
+    lora_dir = download_lora(trained, work_folder(settings, conf.milestone) / "lora")
     version = register_version(
-        train=result,
+        train=trained.result(lora_dir),
         report=evaluated.scores,
         manifest=trained.exported.manifest,
         settings=settings,

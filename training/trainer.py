@@ -29,7 +29,7 @@ from training.checkpoints import CheckpointStore, TrainingState, restore_rng_sta
 from training.config import CONFIG_FILE, TrainConfig
 from training.dataset import read_manifest
 from training.finetrainers_backend import require_finetrainers
-from training.objectives import dpo_loss, sft_loss
+from training.objectives import dpo_loss, dpo_margins, sft_loss
 from training.progress import StepProgress
 from training.tracking import RunTracker, tracked_run
 from training.training_data import TrainingData, load_training_data
@@ -100,7 +100,8 @@ class TrainingSession:
             loss = sft_loss(self.spec, *tensors, generator)
             return loss, {"loss": loss.item()}
         winners, winner_embeds, losers, loser_embeds = tensors
-        result = dpo_loss(self.spec, winners, losers, winner_embeds, loser_embeds, config.beta, generator)
+        margins = dpo_margins(self.spec, winners, losers, winner_embeds, loser_embeds, config.beta, generator)
+        result = dpo_loss(margins)
         return result.loss, {
             "loss": result.loss.item(),
             "implicit_accuracy": result.implicit_accuracy,

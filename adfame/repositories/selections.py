@@ -139,26 +139,29 @@ def pending_milestones(engine: Engine) -> list[PendingMilestone]:
 
 def mark_triggered(engine: Engine, milestone: int, dag_id: str, run_id: str) -> None:
     """Airflow has the milestone's run: record which, once (a triggered row is never touched again)."""
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "update retrain_milestones set triggered_at = now(), dag_id = :dag_id, dag_run_id = :run_id,"
-                " attempts = attempts + 1, last_error = null"
-                " where milestone = :m and triggered_at is null"
-            ),
-            {"m": milestone, "dag_id": dag_id, "run_id": run_id},
-        )
+    _record_attempt(
+        engine,
+        milestone,
+        "triggered_at = now(), dag_id = :dag_id, dag_run_id = :run_id, last_error = null",
+        {"dag_id": dag_id, "run_id": run_id},
+    )
 
 
 def record_trigger_failure(engine: Engine, milestone: int, reason: str) -> None:
     """Keep why the milestone's trigger failed, for the operator; the next pass tries again."""
+    _record_attempt(engine, milestone, "last_error = :error", {"error": reason})
+
+
+def _record_attempt(engine: Engine, milestone: int, assignments: str, params: dict[str, str]) -> None:
+    """Count one more trigger attempt on a milestone not triggered yet, with ``assignments`` (SQL written
+    here, values bound from ``params``); a triggered row is never touched again."""
     with engine.begin() as conn:
         conn.execute(
             text(
-                "update retrain_milestones set attempts = attempts + 1, last_error = :error"
+                f"update retrain_milestones set attempts = attempts + 1, {assignments}"
                 " where milestone = :m and triggered_at is null"
             ),
-            {"m": milestone, "error": reason},
+            {"m": milestone, **params},
         )
 
 

@@ -81,6 +81,26 @@ def selections(engine: Engine, store: ObjectStore) -> Iterator[list[uuid.UUID]]:
     _clear_exports(store)
 
 
+@pytest.fixture()
+def export(
+    settings: Settings, engine: Engine, store: ObjectStore, selections: list[uuid.UUID], snapshot: str
+) -> Callable[[], ExportManifest]:
+    """Milestone 9's export as these tests run it, its selections and snapshot in place: the module's
+    held-out share and two curated clips."""
+
+    def run() -> ExportManifest:
+        return export_milestone(
+            MILESTONE,
+            settings=settings,
+            engine=engine,
+            store=store,
+            heldout_share=HELDOUT_SHARE,
+            curated_sample=2,
+        )
+
+    return run
+
+
 @pytest.fixture(scope="module")
 def snapshot(engine: Engine, store: ObjectStore) -> str:
     """A published snapshot of this module's own, with three train clips in adfame-datasets."""
@@ -118,6 +138,7 @@ def test_each_selection_is_stamped_with_its_milestone(engine: Engine, selections
 
 
 def test_export_writes_the_milestone_in_the_layout_with_checksums(
+    export: Callable[[], ExportManifest],
     settings: Settings,
     engine: Engine,
     store: ObjectStore,
@@ -125,14 +146,7 @@ def test_export_writes_the_milestone_in_the_layout_with_checksums(
     snapshot: str,
     tmp_path: Path,
 ) -> None:
-    manifest = export_milestone(
-        MILESTONE,
-        settings=settings,
-        engine=engine,
-        store=store,
-        heldout_share=HELDOUT_SHARE,
-        curated_sample=2,
-    )
+    manifest = export()
     heldout = [rid for rid in selections if is_heldout(rid, HELDOUT_SHARE)]
     assert (manifest.milestone, manifest.selections, manifest.heldout) == (MILESTONE, 6, len(heldout))
     assert manifest.uri == export_uri(MILESTONE) == f"s3://adfame-datasets/exports/milestone-{MILESTONE:05d}/"
@@ -158,18 +172,8 @@ def test_export_writes_the_milestone_in_the_layout_with_checksums(
 
 
 def test_a_second_export_returns_the_manifest_and_a_rerun_writes_the_same_bytes(
-    settings: Settings, engine: Engine, store: ObjectStore, selections: list[uuid.UUID], snapshot: str
+    export: Callable[[], ExportManifest], settings: Settings, engine: Engine, store: ObjectStore
 ) -> None:
-    def export() -> object:
-        return export_milestone(
-            MILESTONE,
-            settings=settings,
-            engine=engine,
-            store=store,
-            heldout_share=HELDOUT_SHARE,
-            curated_sample=2,
-        )
-
     prefix = export_prefix(MILESTONE)
     first = export()
     manifest_bytes = store.get_bytes(DATASETS_BUCKET, f"{prefix}/manifest.json")
@@ -229,20 +233,9 @@ def test_the_migration_numbers_older_selections_by_seq(
 
 
 def test_an_export_of_other_selections_is_rewritten_from_the_database(
-    settings: Settings, engine: Engine, store: ObjectStore, selections: list[uuid.UUID], snapshot: str
+    export: Callable[[], ExportManifest], engine: Engine, store: ObjectStore, selections: list[uuid.UUID]
 ) -> None:
     """The same milestone of another database (or after rows were deleted): the database wins."""
-
-    def export() -> ExportManifest:
-        return export_milestone(
-            MILESTONE,
-            settings=settings,
-            engine=engine,
-            store=store,
-            heldout_share=HELDOUT_SHARE,
-            curated_sample=2,
-        )
-
     before = export()
     gone = selections[-1]
     with engine.begin() as conn:  # its candidates and selection go with it

@@ -11,6 +11,7 @@ from inference.simulator import (
     MarketerPick,
     SimulationError,
     SimulationResult,
+    Traffic,
     simulate,
     simulate_selections,
 )
@@ -31,15 +32,16 @@ def test_rate_concurrency_and_tenants() -> None:
             in_flight -= 1
             seen.append(request)
 
-    result = simulate(
-        submit,
+    frames = {"num_frames": 8}
+    traffic = Traffic(
         list(BUILTIN_PROMPTS),
         count=12,
         rate_per_s=40,
         concurrency=2,
         tenants=["nike", "adidas"],
-        num_frames=8,
+        request_fields=frames,
     )
+    result = simulate(submit, traffic)
     assert (result.submitted, result.failed) == (12, 0)
     assert result.seconds >= 11 / 40
     assert peak <= 2
@@ -53,9 +55,8 @@ def test_failed_submissions_are_counted() -> None:
         if request.tenant == "broken":
             raise ConnectionError("broker down")
 
-    result = simulate(
-        submit, ["a runner at dawn"], count=4, rate_per_s=100, concurrency=2, tenants=["ok", "broken"]
-    )
+    traffic = Traffic(["a runner at dawn"], count=4, rate_per_s=100, concurrency=2, tenants=["ok", "broken"])
+    result = simulate(submit, traffic)
     assert (result.submitted, result.failed) == (2, 2)
 
 
@@ -69,16 +70,12 @@ def test_selections_count_picks_failures_and_milestones_and_repeat_with_the_seed
             raise SimulationError(f"job-{request.seed}", "the job failed")
         return MarketerPick(f"job-{request.seed}", 2, 1 if len(seen) == 3 else None)
 
+    traffic = Traffic(
+        list(BUILTIN_PROMPTS), count=6, rate_per_s=100, concurrency=1, tenants=["ok", "flaky"], seed=5
+    )
+
     def run() -> SimulationResult:
-        return simulate_selections(
-            marketer,
-            list(BUILTIN_PROMPTS),
-            count=6,
-            rate_per_s=100,
-            concurrency=1,
-            tenants=["ok", "flaky"],
-            seed=5,
-        )
+        return simulate_selections(marketer, traffic)
 
     result = run()
     assert (result.submitted, result.selected, result.failed, result.milestones) == (6, 3, 3, [1])

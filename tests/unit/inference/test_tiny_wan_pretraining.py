@@ -78,14 +78,19 @@ def test_drawn_clips_move_and_their_captions_use_known_words() -> None:
     assert again.captions == clips.captions and bool((again.videos == clips.videos).all())
 
 
-def test_a_recipe_builds_byte_identical_weights_once_per_key(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def untrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tiny-wan (seed 0) with its random initial weights: what the pretraining is measured against."""
+    return build_tiny_wan(tmp_path_factory.mktemp("untrained"), seed=0, recipe=None)
+
+
+def test_a_recipe_builds_byte_identical_weights_once_per_key(untrained: Path, tmp_path: Path) -> None:
     first = cached_tiny_wan(seed=0, recipe=SMALL_RECIPE, cache_root=tmp_path / "a")
     second = cached_tiny_wan(seed=0, recipe=SMALL_RECIPE, cache_root=tmp_path / "b")
     assert first.name == second.name == f"tiny-wan-{build_key(0, SMALL_RECIPE)}"
     assert _files(first) == _files(second), "two builds of one recipe differ"
     build = json.loads((first / BUILD_FILE).read_text())
     assert build["key"] == build_key(0, SMALL_RECIPE) and build["recipe"]["vae_steps"] == 2
-    untrained = build_tiny_wan(tmp_path / "untrained", seed=0, recipe=None)
     for weights in (
         "vae/diffusion_pytorch_model.safetensors",
         "transformer/diffusion_pytorch_model.safetensors",
@@ -105,7 +110,7 @@ def pretrained() -> WanPipeline:
 
 
 def test_pretrained_candidates_differ_visibly_in_colour_brightness_and_motion(
-    pretrained: WanPipeline, tmp_path: Path
+    pretrained: WanPipeline, untrained: Path
 ) -> None:
     requests = _candidates(pretrained)
     spread = _within_request_spread(requests)
@@ -117,5 +122,5 @@ def test_pretrained_candidates_differ_visibly_in_colour_brightness_and_motion(
     ]
     assert min(motion) > 0.5, "every candidate moves"
     # The control: the same requests on the untrained model come out nearly the same colour.
-    untrained = load_pipeline(str(build_tiny_wan(tmp_path / "untrained", seed=0, recipe=None)), device="cpu")
-    assert _within_request_spread(_candidates(untrained)) < UNTRAINED_MAX_SPREAD
+    control = load_pipeline(str(untrained), device="cpu")
+    assert _within_request_spread(_candidates(control)) < UNTRAINED_MAX_SPREAD

@@ -19,6 +19,7 @@ from diffusers import WanPipeline
 
 from inference.model import generate
 from inference.video import encode_mp4
+from training.evaluation import EvalConfig, EvaluationReport, ModelEvaluation
 
 PROMPTS = ("a sneaker rotates on a pedestal", "a surfer rides a huge wave at sunset")
 CANDIDATES = 3
@@ -46,6 +47,27 @@ def write_heldout_split(pipe: WanPipeline, export_dir: Path, fps: int = 8) -> Pa
             lines.append(json.dumps({**pair, "winner": clips[winner], "loser": clips[loser]}))
     (split / "pairs.jsonl").write_text("\n".join(lines) + "\n")
     return export_dir
+
+
+def metrics_report(
+    champion: dict[str, float], challenger: dict[str, float], *, heldout_pairs: int, challenger_model: str
+) -> EvaluationReport:
+    """A report of the evaluation's shape with these numbers and no videos; the champion is the base model."""
+    models = {
+        "champion": ModelEvaluation("champion", "base", champion, [], {}, {}),
+        "challenger": ModelEvaluation("challenger", challenger_model, challenger, [], {}, {}),
+    }
+    return EvaluationReport(
+        base_model="tiny-wan",
+        config=EvalConfig(heldout_pairs=heldout_pairs),
+        beta=500.0,
+        heldout_pairs=heldout_pairs,
+        frame_encoder="pixel_stats",
+        reference_source=None,
+        reference_snapshot_id=None,
+        models=models,
+        skipped={"clip_score": "no CLIP model configured"},
+    )
 
 
 def load_train_lora() -> Callable[..., Path]:

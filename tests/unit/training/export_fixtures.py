@@ -13,6 +13,7 @@ import hashlib
 import random
 import uuid
 from pathlib import Path
+from typing import Any
 
 from adfame.repositories.requests import Candidate
 from adfame.repositories.selections import SelectionRecord
@@ -78,11 +79,25 @@ def write_tiny_export(
             (folder / path).parent.mkdir(parents=True, exist_ok=True)
             (folder / path).write_bytes(data)
             checksums[path] = hashlib.sha256(data).hexdigest()
-    manifest = ExportManifest(
-        milestone=1, selection_seq=(1, requests), selections=requests,
-        selections_digest=selections_digest(records), train=requests - heldout, heldout=heldout,
-        heldout_share=0.2, split_seed=0, snapshot_id=None, curated_sample=0, base_model=str(model_dir),
-        files=checksums, uri=export_uri(1),
-    )  # fmt: skip
+    manifest = milestone_manifest(
+        1,
+        str(model_dir),
+        selection_seq=(1, requests),
+        selections=requests,
+        selections_digest=selections_digest(records),
+        train=requests - heldout,
+        heldout=heldout,
+        files=checksums,
+    )
     (folder / "manifest.json").write_bytes(manifest.to_bytes())
     return folder
+
+
+def milestone_manifest(milestone: int, base_model: str, **fields: Any) -> ExportManifest:
+    """A manifest as ``export_milestone`` writes it for a full milestone (200 selections, 160 to train,
+    40 held out, no snapshot); ``fields`` override any of its fields."""
+    first = 200 * (milestone - 1) + 1
+    defaults: dict[str, Any] = {"selection_seq": (first, first + 199), "selections": 200, "train": 160}
+    defaults |= {"heldout": 40, "heldout_share": 0.2, "split_seed": 0, "snapshot_id": None}
+    defaults |= {"curated_sample": 0, "files": {}, "uri": export_uri(milestone)}
+    return ExportManifest(milestone=milestone, base_model=base_model, **(defaults | fields))

@@ -15,7 +15,6 @@ import pytest
 from evaluation_fixtures import load_train_lora, write_heldout_split
 
 from inference.model import generate, load_pipeline
-from inference.tiny_wan import build_tiny_wan
 from inference.video import encode_mp4
 from training import evaluation
 from training.evaluation import EvalConfig, EvaluationReport, Sample
@@ -35,10 +34,9 @@ CONFIG = EvalConfig(
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def setup(tiny_wan: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("evaluation")
-    model_dir = build_tiny_wan(root / "tiny-wan", seed=0)
-    pipe = load_pipeline(str(model_dir), device="cpu")
+    pipe = load_pipeline(str(tiny_wan), device="cpu")
     export_dir = write_heldout_split(pipe, root / "export")
     reference = root / "reference"
     reference.mkdir()
@@ -48,11 +46,11 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         (reference / f"clip_{seed}.mp4").write_bytes(encode_mp4(video, 8))
     train_lora = load_train_lora()
     return {
-        "model": model_dir,
+        "model": tiny_wan,
         "export": export_dir,
         "reference": reference,
-        "brighter": train_lora(model_dir, root / "lora-up", target=1.0),
-        "darker": train_lora(model_dir, root / "lora-down", target=-1.0),
+        "brighter": train_lora(tiny_wan, root / "lora-up", target=1.0),
+        "darker": train_lora(tiny_wan, root / "lora-down", target=-1.0),
     }
 
 

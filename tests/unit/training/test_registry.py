@@ -11,14 +11,16 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
-from evaluation_fixtures import load_train_lora
+from evaluation_fixtures import load_train_lora, metrics_report
+from export_fixtures import milestone_manifest
 
 from adfame.contracts import CHALLENGER_ALIAS
 from adfame.settings import Settings
 from inference.model import ModelVersionRef, local_lora, resolve_alias
-from inference.tiny_wan import build_tiny_wan
 from training import pyfunc
-from training.evaluation import EvalConfig, EvaluationReport, ModelEvaluation
+from training.config import TrainConfig
+from training.dataset import read_manifest
+from training.evaluation import EvalConfig, EvaluationReport, evaluate
 from training.export_layout import ExportManifest, export_uri
 from training.registry import (
     EvaluationScores,
@@ -27,14 +29,18 @@ from training.registry import (
     quality_regressions,
     register_version,
 )
-from training.trainer import TrainResult
+from training.trainer import TrainResult, train
 
 QUALITY = {"temporal_consistency_previous": 0.95, "temporal_consistency_first": 0.90, "flicker": 2.0}
-
-
-@pytest.fixture(scope="module")
-def tiny_wan(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_wan(tmp_path_factory.mktemp("tiny-wan"), seed=0)
+ABSURD_LEARNING_RATE = 1e3  # a million times TrainConfig's default
+TINY_RUN = {"steps": 3, "batch_size": 2, "rank": 4, "alpha": 4.0, "log_every": 1}
+# Every held-out pair (2) and prompt (1) of the tiny export, small videos, two fairness variants.
+TINY_EVALUATION = EvalConfig(
+    num_frames=5, height=32, width=32, fairness_subjects=("young woman", "old man"), device="cpu"
+)
+# What the gate's reasons say for each of its checks: a non-finite training loss, a held-out preference
+# accuracy under the minimum, a quality metric worse than the champion's.
+GATE_CHECKS = ("training loss is not finite", "is below the minimum", "is worse than the champion's")
 
 
 @pytest.fixture(scope="module")
@@ -69,40 +75,16 @@ def settings_for(tmp_path: Path, **gate: float) -> Settings:
 
 
 def manifest_for(tiny_wan: Path, milestone: int = 3) -> ExportManifest:
-    return ExportManifest(
-        milestone=milestone,
-        selection_seq=(200 * milestone - 199, 200 * milestone),
-        selections=200,
-        train=160,
-        heldout=40,
-        heldout_share=0.2,
-        split_seed=0,
-        snapshot_id="20260101",
-        curated_sample=0,
-        base_model=str(tiny_wan),
-        files={},
-        uri=export_uri(milestone),
-    )
+    return milestone_manifest(milestone, str(tiny_wan), snapshot_id="20260101")
 
 
 def report_with(accuracy: float, challenger_quality: dict[str, float] = QUALITY) -> EvaluationReport:
     """A small report of the evaluation's shape (no videos): the champion is the base model."""
-    champion = ModelEvaluation(
-        "champion", "base", {"heldout_preference_accuracy": 0.5, **QUALITY}, [], {}, {}
-    )
-    challenger = ModelEvaluation(
-        "challenger", "lora", {"heldout_preference_accuracy": accuracy, **challenger_quality}, [], {}, {}
-    )
-    return EvaluationReport(
-        base_model="tiny-wan",
-        config=EvalConfig(),
-        beta=500.0,
+    return metrics_report(
+        {"heldout_preference_accuracy": 0.5, **QUALITY},
+        {"heldout_preference_accuracy": accuracy, **challenger_quality},
         heldout_pairs=8,
-        frame_encoder="pixel_stats",
-        reference_source=None,
-        reference_snapshot_id=None,
-        models={"champion": champion, "challenger": challenger},
-        skipped={"clip_score": "no CLIP model configured"},
+        challenger_model="lora",
     )
 
 
@@ -194,6 +176,48 @@ def test_a_degraded_version_fails_the_gate_with_its_reasons_and_gets_no_alias(
     assert "not finite" in failed and "heldout_preference_accuracy 0.400" in failed and "flicker" in failed
     challenger = resolve_alias(client, CHALLENGER_ALIAS, version.name)
     assert challenger is None or challenger.version != version.version
+
+
+def test_a_lora_trained_with_an_absurd_learning_rate_fails_the_gate_on_real_numbers(
+    tiny_wan: Path, tiny_export: Path, tracking: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing hand-made: the trainer's DPO run at a learning rate a million times the default, the
+    evaluation against the base model and the registry's gate. Measured on this set-up: the LoRA's
+    videos come out black and its held-out margins NaN, so the gate names the preference accuracy
+    (0.000) and the Fréchet distance (about twice the base model's); the training loss stays finite."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)  # the trainer logs its run into this module's store
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "registry-test")
+    settings = settings_for(tmp_path)
+    config = TrainConfig(objective="dpo", learning_rate=ABSURD_LEARNING_RATE, **TINY_RUN)
+    trained_lora = train(
+        config, tiny_export, base_model=str(tiny_wan), output_dir=tmp_path, settings=settings, progress=False
+    )
+    report = evaluate(
+        base_model=str(tiny_wan),
+        challenger_lora=trained_lora.lora_dir,
+        champion_lora=None,
+        heldout_dir=tiny_export,
+        config=TINY_EVALUATION.model_copy(update={"reference_dir": tiny_export / "train" / "videos"}),
+        beta=config.beta,
+        settings=settings,
+    )
+    version = register_version(
+        train=trained_lora,
+        report=report,
+        manifest=read_manifest(tiny_export),
+        settings=settings,
+        tracking_uri=tracking,
+    )
+    print("losses", trained_lora.losses, "gate:", version.reasons)
+    assert trained_lora.run_id is not None and version.created
+    assert version.alias is None and version.reasons
+    # Each reason is one of the gate's own checks, whichever the degraded LoRA trips.
+    assert all(any(check in reason for check in GATE_CHECKS) for reason in version.reasons), version.reasons
+    client = mlflow.MlflowClient(tracking_uri=tracking, registry_uri=tracking)
+    stored = client.get_model_version(version.name, version.version)
+    assert stored.aliases == [] and stored.tags[LineageTag.GATE] == "failed"
+    assert stored.tags[LineageTag.GATE_FAILED] == "; ".join(version.reasons)
+    assert stored.tags[LineageTag.TRAINING_RUN] == trained_lora.run_id
 
 
 def test_the_gate_compares_quality_in_the_direction_that_is_better() -> None:

@@ -6,30 +6,18 @@ from __future__ import annotations
 import json
 
 import pytest
+from evaluation_fixtures import metrics_report
+from export_fixtures import milestone_manifest
 
 from adfame.schemas import RetrainConf
 from operators.retrain_step import step_input
 from training import retrain
-from training.evaluation import EvalConfig, EvaluationReport, ModelEvaluation
-from training.export_layout import ExportManifest, export_uri
+from training.export_layout import ExportManifest
 from training.registry import EvaluationScores
 
 
 def manifest() -> ExportManifest:
-    return ExportManifest(
-        milestone=2,
-        selection_seq=(201, 400),
-        selections=200,
-        train=160,
-        heldout=40,
-        heldout_share=0.2,
-        split_seed=0,
-        snapshot_id=None,
-        curated_sample=0,
-        base_model="s3://adfame-models/base/tiny-wan",
-        files={"train/prompt.txt": "0" * 64},
-        uri=export_uri(2),
-    )
+    return milestone_manifest(2, "s3://adfame-models/base/tiny-wan", files={"train/prompt.txt": "0" * 64})
 
 
 def trained() -> retrain.Trained:
@@ -78,21 +66,7 @@ def test_outputs_travel_as_json_and_come_back_equal() -> None:
 
 
 def test_the_evaluation_crosses_tasks_without_its_videos() -> None:
-    models = {
-        "champion": ModelEvaluation("champion", "base", {"flicker": 1.5}, [], {}, {}),
-        "challenger": ModelEvaluation("challenger", "/tmp/lora", {"flicker": 1.0}, [], {}, {}),
-    }
-    report = EvaluationReport(
-        base_model="tiny-wan",
-        config=EvalConfig(heldout_pairs=3),
-        beta=500.0,
-        heldout_pairs=3,
-        frame_encoder="pixel_stats",
-        reference_source=None,
-        reference_snapshot_id=None,
-        models=models,
-        skipped={"clip_score": "no CLIP model configured"},
-    )
+    report = metrics_report({"flicker": 1.5}, {"flicker": 1.0}, heldout_pairs=3, challenger_model="/tmp/lora")
     evaluated = retrain.Evaluated(
         trained=trained(),
         scores=EvaluationScores.from_report(report),

@@ -6,41 +6,18 @@ covers tracking and checkpoints on the suite's stack.
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 import torch
 from diffusers import WanPipeline
-from export_fixtures import write_tiny_export
 
-from adfame.settings import Settings, get_settings
-from inference.tiny_wan import build_tiny_wan
+from adfame.settings import Settings
 from training.config import TrainConfig
 from training.finetrainers_backend import EngineUnavailable
 from training.trainer import ParallelMismatch, item_indices, make_accelerator, train
 
 TINY = {"steps": 3, "batch_size": 2, "rank": 4, "alpha": 4.0, "log_every": 1}
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_wan(tmp_path_factory.mktemp("tiny-wan"))
-
-
-@pytest.fixture(scope="module")
-def export(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_export(model_dir, tmp_path_factory.mktemp("export"), requests=3, candidates=3)
-
-
-@pytest.fixture()
-def untracked(monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """Settings whose MLflow port nothing listens on, and no tracking URI in the environment."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
-    return get_settings().model_copy(update={"mlflow_port": closed_port})
 
 
 def test_config_round_trips_and_resolves_the_precision(tmp_path: Path) -> None:
@@ -60,27 +37,27 @@ def test_items_are_seeded_permutations_epoch_after_epoch() -> None:
 
 
 def test_same_config_and_export_give_the_same_losses_and_a_servable_lora(
-    model_dir: Path, export: Path, tmp_path: Path, untracked: Settings
+    tiny_wan: Path, tiny_export: Path, tmp_path: Path, untracked: Settings
 ) -> None:
     config = TrainConfig(objective="sft", **TINY)
     runs = [
-        train(config, export, base_model=str(model_dir), output_dir=tmp_path / name, settings=untracked)
+        train(config, tiny_export, base_model=str(tiny_wan), output_dir=tmp_path / name, settings=untracked)
         for name in ("a", "b")
     ]
     assert runs[0].losses == runs[1].losses and len(runs[0].losses) == 3
     assert runs[0].steps == 3 and runs[0].run_id is None and runs[0].resumed_from is None
     assert runs[0].seconds_per_step > 0
     assert TrainConfig.from_file(tmp_path / "a" / "train_config.json") == config.resolved()
-    pipe = WanPipeline.from_pretrained(model_dir)
+    pipe = WanPipeline.from_pretrained(tiny_wan)
     pipe.load_lora_weights(runs[0].lora_dir)
     assert pipe.get_list_adapters()["transformer"]
 
 
 def test_dpo_with_gradient_accumulation_reports_pair_metrics(
-    model_dir: Path, export: Path, tmp_path: Path, untracked: Settings
+    tiny_wan: Path, tiny_export: Path, tmp_path: Path, untracked: Settings
 ) -> None:
     config = TrainConfig(objective="dpo", gradient_accumulation=2, learning_rate=1e-2, **TINY)
-    result = train(config, export, base_model=str(model_dir), output_dir=tmp_path, settings=untracked)
+    result = train(config, tiny_export, base_model=str(tiny_wan), output_dir=tmp_path, settings=untracked)
     assert result.steps == 3 and len(result.losses) == 3
     assert result.losses[0] == pytest.approx(0.6931, abs=1e-3)  # log 2: the fresh adapter is the reference
     assert result.losses[-1] != result.losses[0]  # the adapter moved

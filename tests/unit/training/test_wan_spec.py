@@ -8,24 +8,17 @@ import numpy as np
 import pytest
 import torch
 from diffusers import UniPCMultistepScheduler, WanPipeline
-from export_fixtures import write_tiny_export
 
 from inference.model import generate
-from inference.tiny_wan import build_tiny_wan
 from inference.video import encode_mp4
 from training.dataset import read_pairs
 from training.objectives import dpo_loss, dpo_margins, implicit_reward_margins, sft_loss, velocity_errors
 from training.wan_spec import LORA_FILE, WanSpec
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_wan(tmp_path_factory.mktemp("tiny-wan"))
-
-
 @pytest.fixture()
-def spec(model_dir: Path) -> WanSpec:
-    return WanSpec.from_pretrained(model_dir, device="cpu")
+def spec(tiny_wan: Path) -> WanSpec:
+    return WanSpec.from_pretrained(tiny_wan, device="cpu")
 
 
 def _perturb_lora(spec: WanSpec, seed: int = 0) -> None:
@@ -84,7 +77,7 @@ def test_prompt_embeddings_are_the_pipelines(spec: WanSpec) -> None:
 
 
 def test_saved_lora_loads_into_wan_pipeline_and_reference_disables_it(
-    spec: WanSpec, model_dir: Path, tmp_path: Path
+    spec: WanSpec, tiny_wan: Path, tmp_path: Path
 ) -> None:
     spec.add_lora(rank=4, alpha=4)
     _perturb_lora(spec)
@@ -97,7 +90,7 @@ def test_saved_lora_loads_into_wan_pipeline_and_reference_disables_it(
     assert not torch.allclose(adapted, base)
     assert spec.save_lora(tmp_path / "lora") == tmp_path / "lora" / LORA_FILE
 
-    pipe = WanPipeline.from_pretrained(model_dir)
+    pipe = WanPipeline.from_pretrained(tiny_wan)
     plain = pipe.transformer(hidden_states=latents, timestep=sigmas * 1000, encoder_hidden_states=embeds)[0]
     pipe.load_lora_weights(tmp_path / "lora")
     loaded = pipe.transformer(hidden_states=latents, timestep=sigmas * 1000, encoder_hidden_states=embeds)[0]
@@ -120,7 +113,9 @@ def test_dpo_margins_are_zero_at_init_and_antisymmetric(spec: WanSpec) -> None:
     spec.add_lora(rank=4, alpha=4)
     winners, losers = torch.randn(3, 16, 2, 4, 4), torch.randn(3, 16, 2, 4, 4)
     w_embeds, l_embeds = torch.randn(3, 8, 32), torch.randn(3, 8, 32)
-    step = dpo_loss(spec, winners, losers, w_embeds, l_embeds, 500.0, torch.Generator().manual_seed(0))
+    step = dpo_loss(
+        dpo_margins(spec, winners, losers, w_embeds, l_embeds, 500.0, torch.Generator().manual_seed(0))
+    )
     assert step.loss.item() == pytest.approx(np.log(2), abs=1e-6)  # the adapter starts as a no-op
     assert step.reward_margin == 0.0 and step.implicit_accuracy == 0.0
     _perturb_lora(spec)
@@ -146,11 +141,8 @@ def test_dpo_margin_is_beta_half_of_the_improvement_gap(spec: WanSpec) -> None:
     assert margins.item() == pytest.approx(expected.item(), rel=1e-3, abs=1e-6)
 
 
-def test_implicit_reward_margins_are_seeded_and_zero_for_the_base(
-    spec: WanSpec, model_dir: Path, tmp_path: Path
-) -> None:
-    export = write_tiny_export(model_dir, tmp_path / "export", requests=2, candidates=3)
-    pairs = read_pairs(export, "train")
+def test_implicit_reward_margins_are_seeded_and_zero_for_the_base(spec: WanSpec, tiny_export: Path) -> None:
+    pairs = read_pairs(tiny_export, "train")
     assert torch.equal(implicit_reward_margins(spec, pairs, 500.0, seed=0), torch.zeros(len(pairs)))
     spec.add_lora(rank=4, alpha=4)
     _perturb_lora(spec)
