@@ -32,7 +32,7 @@ class TrainConfig(BaseModel):
 
     objective: Literal["sft", "dpo"] = "dpo"
     steps: int = Field(300, ge=1)
-    learning_rate: float = Field(1e-3, gt=0)
+    learning_rate: float = Field(1e-4, gt=0, description="measured: docs/training.md#measured")
     warmup_steps: int = Field(0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
     rank: int = Field(16, ge=1)

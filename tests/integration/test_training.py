@@ -142,7 +142,9 @@ def test_mlflow_holds_params_config_curves_system_metrics_and_the_lora(
     experiment: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")  # a tiny run lasts about a second
+    monkeypatch.setenv(
+        "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.05"
+    )  # a tiny run lasts well under a second
     result = train(CONFIG, export, base_model=str(model_dir), output_dir=tmp_path, progress=False)
 
     client = configure_mlflow(settings)
