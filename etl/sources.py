@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlsplit
@@ -114,18 +115,22 @@ class _CountingSource:
         dest.parent.mkdir(parents=True, exist_ok=True)
         return dest
 
+
+class _CopyingSource(_CountingSource, ABC):
+    """A source whose whole-file download is a plain copy (a folder, an object store)."""
+
     def download(self, path: str, dest_dir: Path) -> Path:
         """A copy of one whole file at its repository path under ``dest_dir`` (not a ranged read)."""
         dest = self._destination(path, dest_dir)
         self._copy(path, dest)
         return dest
 
+    @abstractmethod
     def _copy(self, path: str, dest: Path) -> None:
         """Write the file at ``path`` to ``dest``; raise ``SourceError`` naming what failed."""
-        raise NotImplementedError
 
 
-class LocalSource(_CountingSource):
+class LocalSource(_CopyingSource):
     """A mirror folder holding the repository's files in their repository layout."""
 
     def __init__(self, root: Path | str):
@@ -176,7 +181,7 @@ class LocalSource(_CountingSource):
             raise SourceError(f"{self.uri}: cannot copy {path} to {dest}: {exc.strerror}") from exc
 
 
-class S3Source(_CountingSource):
+class S3Source(_CopyingSource):
     """A mirror in the object store under ``s3://bucket/prefix`` (see ``devkit.mirror.upload_mirror``)."""
 
     def __init__(self, bucket: str, prefix: str = "", store: ObjectStore | None = None):
