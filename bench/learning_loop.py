@@ -40,7 +40,6 @@ import json
 import logging
 import os
 import random
-import socket
 import statistics
 import sys
 import tempfile
@@ -291,6 +290,7 @@ class Loop:
     judges: Sequence[Taste]
     size: LoopSize
     settings: Settings | None = None
+    track: bool = False  # log the training runs to the settings' MLflow (``--track``)
 
     def export(self, workspace: Workspace, picks: list[SelectionRecord]) -> Path:
         """Lay the picks out as a milestone's export in the workspace (rewritten: picks may differ)."""
@@ -313,6 +313,7 @@ class Loop:
             output_dir=workspace.run_dir(config.objective, config.seed),
             settings=self.settings,
             progress=False,
+            track=self.track,
         )
         cases = self.candidates.heldout(self.size)
         champion = [self.candidates.frames[c.object_key] for c in cases]
@@ -517,7 +518,7 @@ def run(args: argparse.Namespace, workdir: Path, settings: Settings) -> bool:
     cases = len(candidates.heldout(size))
     heldout_requests = sum(is_heldout(r.request_id, size.heldout_share) for r in candidates.requests)
     figure("held-out (prompt, seed) pairs judged", f"{cases}, from {heldout_requests} held-out requests")
-    outcomes = run_plan(plan, Loop(server, candidates, plan.tastes, size, settings), workdir)
+    outcomes = run_plan(plan, Loop(server, candidates, plan.tastes, size, settings, args.track), workdir)
     summaries = summarise(outcomes)
     judges = [taste.name for taste in plan.tastes]
     print_table(summaries, judges, len(plan.seeds), cases)
@@ -530,29 +531,14 @@ def run(args: argparse.Namespace, workdir: Path, settings: Settings) -> bool:
     return passed
 
 
-def untracked(settings: Settings) -> Settings:
-    """``settings`` with an MLflow address nothing listens on, so ``train`` finds no tracking server.
-
-    Why: the trainer tracks whenever the settings' MLflow answers; a benchmark must not fill the
-    registry of whatever stack runs on this machine unless asked (``--track``).
-    """
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
-    return settings.model_copy(update={"mlflow_host": "127.0.0.1", "mlflow_port": closed_port})
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
-    settings = get_settings() if args.track else untracked(get_settings())
+    settings = get_settings()
     if args.track:
         os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
-    else:  # untracked by choice: the trainer's "MLflow does not answer" warning would only be noise
-        logging.getLogger("training.tracking").setLevel(logging.ERROR)
     started = time.monotonic()
     say(
         f"bench.learning_loop: tastes {', '.join(t.name for t in args.tastes)}; device {args.device}, "

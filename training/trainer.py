@@ -222,8 +222,12 @@ def train(
     checkpoint_uri: str | None = None,
     settings: Settings | None = None,
     progress: bool = True,
+    track: bool = True,
 ) -> TrainResult:
     """Train a LoRA on the export at ``export_dir`` (a local, verified folder); see the module doc.
+
+    ``track`` False keeps the run out of MLflow even when the settings' server answers (benchmarks
+    and experiments that must not fill a stack's registry).
 
     With ``checkpoint_uri`` (``s3://bucket/prefix``) the run checkpoints there and, started again
     with the same URI and config, resumes from the last checkpoint and ends at ``config.steps``.
@@ -243,7 +247,11 @@ def train(
     main = session.accelerator.is_main_process
     run_name, tags = _run_tags(config, export_dir, base_model)
     with tracked_run(
-        settings, resume_run_id=state.run_id if state else None, run_name=run_name, tags=tags, enabled=main
+        settings,
+        resume_run_id=state.run_id if state else None,
+        run_name=run_name,
+        tags=tags,
+        enabled=main and track,
     ) as tracker:
         if state is None:
             tracker.log_start(

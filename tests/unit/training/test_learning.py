@@ -5,17 +5,15 @@ export's own layout (``training.export.write_export_folder``), real training (``
 and real judging on held-out (prompt, seed) pairs: the benchmark's code path (``bench.learning_loop``)
 at a size that runs in well under a minute on two cores. It asserts a direction only; the figures
 (three seeds, two tastes, sft, the cross-taste check) belong to the benchmark (bench/README.md).
-MLflow is pointed at a closed port, so the runs are untracked and no service is needed.
+The runs are untracked (``Loop.track`` is off), so no service is needed.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from adfame.settings import Settings, get_settings
-from bench.learning_loop import Loop, LoopSize, Workspace, generate_candidates, marketer_picks, untracked
+from adfame.settings import get_settings
+from bench.learning_loop import Loop, LoopSize, Workspace, generate_candidates, marketer_picks
 from inference.model import ModelServer
 from inference.tastes import parse_taste
 from inference.tiny_wan import build_tiny_wan
@@ -35,21 +33,13 @@ CONFIG = TrainConfig(
 )
 
 
-@pytest.fixture()
-def untracked_settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """The suite's settings with an MLflow address nothing listens on (and the environment restored)."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return untracked(get_settings())
-
-
-def test_dpo_on_a_taste_beats_the_random_pick_control_under_that_taste(
-    tmp_path: Path, untracked_settings: Settings
-) -> None:
+def test_dpo_on_a_taste_beats_the_random_pick_control_under_that_taste(tmp_path: Path) -> None:
+    settings = get_settings()
     model_dir = str(build_tiny_wan(tmp_path / "tiny-wan"))
-    server = ModelServer(model_dir, "cpu", settings=untracked_settings)
+    server = ModelServer(model_dir, "cpu", settings=settings)
     candidates = generate_candidates(server, SIZE, 0, tmp_path / "candidates", model_dir)
     taste, control = parse_taste(TASTE), parse_taste("random")
-    loop = Loop(server, candidates, [taste], SIZE, untracked_settings)
+    loop = Loop(server, candidates, [taste], SIZE, settings)
     assert len(candidates.heldout(SIZE)) >= 10
     heldout_requests = sum(is_heldout(r.request_id, SIZE.heldout_share) for r in candidates.requests)
 
