@@ -33,9 +33,12 @@ def _from_project_root(key: str, value: str) -> str:
     return value
 
 
+# ADFAME_TEST_STACK_ENV names another profile (other ports and state folder), so two checkouts can run
+# their suites side by side on one machine.
+PROFILE_FILE = Path(os.environ.get("ADFAME_TEST_STACK_ENV") or Path(__file__).with_name("stack.env"))
 STACK_PROFILE = {
     key: _from_project_root(key, value)
-    for key, value in dotenv_values(Path(__file__).with_name("stack.env")).items()
+    for key, value in dotenv_values(PROFILE_FILE).items()
     if value is not None
 }
 os.environ.update(STACK_PROFILE)

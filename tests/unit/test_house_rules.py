@@ -21,7 +21,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ARCHITECTURE_DOC = PROJECT_ROOT / "docs" / "architecture.md"
 MAX_FUNCTION_LINES = 60  # a function must be shorter than this (docs/architecture.md#house-rules)
 
-STAGES = frozenset({"etl", "spark_jobs", "training", "inference"})
+STAGES = frozenset({"etl", "spark_jobs", "training", "inference", "monitoring", "dashboard"})
 TOOLING = frozenset({"devkit", "tests", "bench"})
 # The top-level folders holding Python code, each a room of docs/architecture.md#the-rooms.
 ROOMS = frozenset({"adfame", "dags", "operators", "plugins", "devkit", "bench", "tests"} | STAGES)
@@ -55,6 +55,16 @@ RULES = (
         "serving needs only adfame: no Airflow, training, etl or spark_jobs",
     ),
     Rule("training", UPWARD_OF_STAGES, "training is a stage: it imports stages and adfame, nothing above"),
+    Rule(
+        "monitoring",
+        UPWARD_OF_STAGES | {"etl", "spark_jobs", "dashboard"},
+        "monitoring judges serving with the evaluation code: it imports training, inference and adfame",
+    ),
+    Rule(
+        "dashboard",
+        UPWARD_OF_STAGES | {"etl", "spark_jobs", "training", "inference", "airflow", "torch"},
+        "the dashboard only reads: adfame's repositories, the registry and the object store",
+    ),
     Rule(
         "adfame",
         STAGES | UPWARD_OF_STAGES,
@@ -192,7 +202,7 @@ def long_functions(room: str) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("room", ["adfame", "etl", "inference", "training"])
+@pytest.mark.parametrize("room", ["adfame", "etl", "inference", "training", "monitoring", "dashboard"])
 def test_functions_are_under_60_lines(room: str) -> None:
     found = long_functions(room)
     assert not found, f"functions of {MAX_FUNCTION_LINES} lines or more:\n" + "\n".join(found)
