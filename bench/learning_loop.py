@@ -61,7 +61,7 @@ from adfame.settings import Settings, get_settings
 from bench.report import figure, progress, say
 from inference.model import ModelServer, default_device, filled_once
 from inference.simulator import BUILTIN_PROMPTS
-from inference.tastes import Taste, parse_taste, pick
+from inference.tastes import Taste, parse_taste, pick, win_rate
 from inference.tiny_wan import cached_tiny_wan
 from inference.variations import plan_candidates
 from inference.video import decode_mp4, encode_mp4
@@ -217,19 +217,6 @@ def marketer_picks(taste: Taste, candidates: Candidates, p_best: float, seed: in
             )
         )
     return records
-
-
-def win_rate(taste: Taste, champion: Sequence[np.ndarray], challenger: Sequence[np.ndarray]) -> float:
-    """The share of pairs whose challenger video scores higher under ``taste``; a tie counts half."""
-    if not champion or len(champion) != len(challenger):
-        raise ValueError(
-            f"need as many challenger as champion videos, got {len(challenger)} and {len(champion)}"
-        )
-    wins = 0.0
-    for old, new in zip(champion, challenger, strict=True):
-        old_score, new_score = taste.score(old), taste.score(new)
-        wins += 1.0 if new_score > old_score else 0.5 if new_score == old_score else 0.0
-    return wins / len(champion)
 
 
 def challenger_videos(

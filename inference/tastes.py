@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import random
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -161,3 +162,16 @@ def pick(taste: Taste, candidates_frames: list[np.ndarray], rng: random.Random, 
     take_best = rng.random() < p_best
     anyone = rng.randrange(len(candidates_frames))
     return best if take_best else anyone
+
+
+def win_rate(taste: Taste, champion: Sequence[np.ndarray], challenger: Sequence[np.ndarray]) -> float:
+    """The share of pairs whose challenger video scores higher under ``taste``; a tie counts half."""
+    if not champion or len(champion) != len(challenger):
+        raise ValueError(
+            f"need as many challenger as champion videos, got {len(challenger)} and {len(champion)}"
+        )
+    wins = 0.0
+    for old, new in zip(champion, challenger, strict=True):
+        old_score, new_score = taste.score(old), taste.score(new)
+        wins += 1.0 if new_score > old_score else 0.5 if new_score == old_score else 0.0
+    return wins / len(champion)

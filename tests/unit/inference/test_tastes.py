@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from inference.tastes import TasteError, parse_taste, pick
+from inference.tastes import TasteError, parse_taste, pick, win_rate
 from inference.video import decode_mp4, encode_mp4
 
 
@@ -115,3 +115,11 @@ def test_a_decoded_video_keeps_its_taste() -> None:
 def test_decode_refuses_what_is_not_a_video() -> None:
     with pytest.raises(ValueError, match="not a decodable video"):
         decode_mp4(b"not an mp4 at all")
+
+
+def test_win_rate_counts_challenger_wins_and_half_ties() -> None:
+    red_taste = parse_taste("rgb:255,0,0")
+    red, blue = solid((255, 0, 0)), solid((0, 0, 255))
+    assert win_rate(red_taste, [blue, red, red], [red, blue, red]) == pytest.approx(0.5)  # win, loss, tie
+    with pytest.raises(ValueError, match="as many"):
+        win_rate(red_taste, [blue], [])
