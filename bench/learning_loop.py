@@ -68,6 +68,7 @@ from inference.video import decode_mp4, encode_mp4
 from training.config import TrainConfig
 from training.evaluation import EvalConfig, generate_samples
 from training.export import is_heldout, write_export_folder
+from training.taste_win_rate import as_seen
 from training.trainer import CACHE_FOLDER, train
 
 CONTROL_TASTE = "random"
@@ -226,7 +227,7 @@ def challenger_videos(
     samples = generate_samples(
         server, "challenger", lora_dir, [(c.variation_prompt, c.seed) for c in cases], size.eval_config()
     )
-    return [decode_mp4(encode_mp4(sample.frames, size.fps)) for sample in samples]
+    return as_seen(samples, size.fps)
 
 
 @dataclass
