@@ -22,7 +22,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from adfame import health
+from adfame import health, mlflow_webhook_setup
 from adfame.contracts import BUCKETS, MLFLOW_BUCKET, MODELS_BUCKET
 from adfame.health import Probe
 from adfame.mlflow_setup import mlflow_environment
@@ -398,8 +398,8 @@ class Kafka(Service):
                 "format",
                 "--config",
                 str(self.dir / "server.properties"),
-                "--cluster-id",
-                cluster_id,
+                # One token: a URL-safe base64 id may start with "-", which argparse would read as an option.
+                f"--cluster-id={cluster_id}",
             ],
             "formatting Kafka storage",
         )
@@ -479,10 +479,34 @@ class MlflowServer(Service):
         ]
 
     def environment(self) -> dict[str, str]:
-        return {**super().environment(), **mlflow_environment(self.settings)}
+        """MLflow's client variables, and what its server needs to deliver registry webhooks here."""
+        return {
+            **super().environment(),
+            **mlflow_environment(self.settings),
+            **mlflow_webhook_setup.server_environment(self.settings),
+        }
 
     def probe(self) -> Probe:
         return health.mlflow(self.settings)
+
+    def converge(self) -> None:
+        """The registry webhook that starts a canary when a reviewer sets alias challenger by hand.
+
+        A server started before it had the webhook environment refuses the registration; the stack
+        works on without it (retrains still start canaries), so that is a warning naming the fix.
+        """
+        from mlflow.exceptions import MlflowException
+
+        from adfame.mlflow_setup import configure_mlflow
+
+        try:
+            mlflow_webhook_setup.ensure_alias_webhook(self.settings, configure_mlflow(self.settings))
+        except MlflowException as exc:
+            log.warning(
+                "MLflow refused the registry webhook (%s); restart it to give it the webhook "
+                "environment: `adfame stack down mlflow && adfame stack up`",
+                str(exc).splitlines()[0],
+            )
 
 
 class AirflowComponent(Service):
@@ -632,6 +656,56 @@ class ApiServer(Service):
         return health.http_ok(f"{self.url()}/healthz")
 
 
+class Dashboard(Service):
+    """The Streamlit dashboard (``dashboard/app.py``): datasets, serving, models and drift at a glance.
+
+    It only reads (PostgreSQL, the MLflow registry and its artifacts), so it needs those two and nothing
+    else. Streamlit's file watcher is off: a served dashboard does not reload itself, and on a small
+    machine the watcher's polling costs CPU that workers need.
+    """
+
+    name = "dashboard"
+    requires = ("postgres", "mlflow")
+    optional = True
+
+    @property
+    def app(self) -> Path:
+        """The entry script; beside ``adfame/`` in a checkout and in an installed package alike."""
+        return PROJECT_ROOT / "dashboard" / "app.py"
+
+    def ports(self) -> list[int]:
+        return [self.settings.dashboard_port]
+
+    def url(self) -> str:
+        return self.settings.dashboard_url
+
+    def command(self) -> list[str]:
+        return [
+            str(VENV_BIN / "streamlit"),
+            "run",
+            str(self.app),
+            "--server.port",
+            str(self.settings.dashboard_port),
+            "--server.address",
+            self.settings.host,
+            "--server.headless",
+            "true",
+            "--server.fileWatcherType",
+            "none",
+            "--browser.gatherUsageStats",
+            "false",
+        ]
+
+    def environment(self) -> dict[str, str]:
+        """MLflow's client variables (the grids are artifacts in the object store), and the project on
+        the import path: Streamlit puts only the script's own folder there."""
+        python_path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]))
+        return {**super().environment(), **mlflow_environment(self.settings), "PYTHONPATH": python_path}
+
+    def probe(self) -> Probe:
+        return health.http_ok(f"http://{self.settings.host}:{self.settings.dashboard_port}/_stcore/health")
+
+
 def airflow_environment(settings: Settings) -> dict[str, str]:
     """Airflow's configuration for the local stack, as the AIRFLOW__ variables it reads."""
     s = settings
@@ -686,4 +760,5 @@ SERVICE_CLASSES: tuple[type[Service], ...] = (
     AirflowTriggerer,
     InferenceWorker,
     ApiServer,
+    Dashboard,
 )
