@@ -359,6 +359,18 @@ def cmd_api(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """The dashboard in the foreground (containers); `adfame stack up dashboard` runs the same command."""
+    import os
+
+    from adfame.settings import get_settings
+    from adfame.stack.services import Dashboard
+
+    service = Dashboard(get_settings())
+    command = service.command()
+    os.execve(command[0], command, service.environment())
+
+
 def cmd_api_key_create(args: argparse.Namespace) -> int:
     from adfame.db import engine
     from inference.auth import create_api_key
@@ -377,6 +389,81 @@ def cmd_api_key_revoke(args: argparse.Namespace) -> int:
         print(f"adfame: no live API key with id {key_id} (unknown, or revoked already)", file=sys.stderr)
         return 1
     print(f"revoked API key {key_id}")
+    return 0
+
+
+def cmd_canary(args: argparse.Namespace) -> int:
+    """One canary action through monitoring.rollout (the code the DAG runs), then the state as a table."""
+    from adfame.db import engine
+    from adfame.mlflow_setup import configure_mlflow
+    from adfame.repositories.deployments import deployment_events
+    from adfame.settings import get_settings
+    from monitoring import rollout
+
+    settings, db = get_settings(), engine()
+    client = configure_mlflow(settings)
+    actions = {
+        "status": lambda: rollout.canary_status(settings, db, client),
+        "start": lambda: rollout.start_canary(
+            settings, db, client, version=args.version, weight=args.weight, actor="cli"
+        ),
+        "set-weight": lambda: rollout.set_weight(settings, db, args.weight, args.reason, actor="cli"),
+        "promote": lambda: rollout.promote(settings, db, client, args.reason, actor="cli"),
+        "rollback": lambda: rollout.rollback(settings, db, client, args.reason, actor="cli"),
+    }
+    try:
+        state = actions[args.cmd]()
+    except rollout.RolloutError as exc:
+        print(f"adfame canary {args.cmd}: {exc}", file=sys.stderr)
+        return 1
+    events = deployment_events(db, settings.registered_model)[-args.history :] if args.history else []
+    print(rollout.format_state(state, events))
+    return 0
+
+
+def cmd_canary_watch(args: argparse.Namespace) -> int:
+    """Follow the canary_rollout run to its end with traffic flowing (a canary is judged on live requests)."""
+    from datetime import datetime
+
+    from adfame.db import engine
+    from adfame.mlflow_setup import configure_mlflow
+    from adfame.settings import get_settings
+    from devkit.background_traffic import BackgroundTraffic
+    from monitoring.canary_watch import NoCanaryRun, watch_canary
+
+    settings, db = get_settings(), engine()
+    client = configure_mlflow(settings)
+
+    def say(line: str) -> None:
+        print(f"{datetime.now():%H:%M:%S}  {line}", flush=True)
+
+    traffic = BackgroundTraffic(settings, db, args.tenant, args.traffic_rate)
+    try:
+        with traffic:
+            watched = watch_canary(
+                settings, db, client, say, start_timeout_s=args.start_timeout, timeout_s=args.timeout
+            )
+    except (NoCanaryRun, TimeoutError) as exc:
+        print(f"adfame canary watch: {exc}", file=sys.stderr)
+        return 1
+    say(
+        f"run {watched.run_id} {watched.run_state} after {watched.seconds:.0f}s;"
+        f" {len(traffic.submitted)} requests sent meanwhile ({traffic.failures} failed to submit)"
+    )
+    return 0 if watched.run_state == "success" else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """The closing report of the loop: DAG runs, the rollout, the taste's win rate, URLs."""
+    from adfame.db import engine
+    from adfame.mlflow_setup import configure_mlflow
+    from adfame.settings import get_settings
+    from inference.tastes import parse_taste
+    from monitoring.loop_report import format_loop_report, loop_report
+
+    settings = get_settings()
+    taste = parse_taste(args.taste) if args.taste else None
+    print(format_loop_report(loop_report(settings, engine(), configure_mlflow(settings), taste)))
     return 0
 
 
@@ -498,6 +585,9 @@ def _add_serving_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("api", help="the REST API and the selection page (uvicorn)")
     p.set_defaults(func=cmd_api)
 
+    p = sub.add_parser("dashboard", help="the Streamlit dashboard on ADFAME_HOST:ADFAME_DASHBOARD_PORT")
+    p.set_defaults(func=cmd_dashboard)
+
     keys = sub.add_parser("api-key", help="per-tenant API keys").add_subparsers(dest="cmd", required=True)
     p = keys.add_parser("create", help="create a key for a tenant; prints it once")
     p.add_argument("--tenant", required=True)
@@ -537,6 +627,51 @@ def _add_traffic_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_simulate)
 
 
+def _add_canary_commands(sub: argparse._SubParsersAction) -> None:
+    """The canary of the served model (docs/canary.md): the actions canary_rollout runs, by hand."""
+    canary = sub.add_parser(
+        "canary", help="the canary of a challenger: status, start, set-weight, promote, rollback"
+    ).add_subparsers(dest="cmd", required=True)
+    p = canary.add_parser("status", help="champion, challenger, canary weight and the last deployment")
+    p.add_argument("--history", type=int, default=10, help="how many recent deployment events to list")
+    p.set_defaults(func=cmd_canary)
+    p = canary.add_parser("start", help="start a canary of the challenger (or --version) at the first step")
+    p.add_argument(
+        "--version", help="a registered version (it gets alias challenger); default: the challenger"
+    )
+    p.add_argument(
+        "--weight", type=int, help="percent of traffic (default: the first of ADFAME_CANARY_STEPS)"
+    )
+    p.set_defaults(func=cmd_canary, history=0)
+    p = canary.add_parser("set-weight", help="give the live canary N percent of traffic")
+    p.add_argument("weight", type=int, metavar="N", help="0..100")
+    p.add_argument("--reason", default="set by hand")
+    p.set_defaults(func=cmd_canary, history=0)
+    p = canary.add_parser("promote", help="make the live canary's version the champion")
+    p.add_argument("--reason", default="promoted by hand")
+    p.set_defaults(func=cmd_canary, history=0)
+    p = canary.add_parser("rollback", help="stop the live canary: weight 0, alias challenger removed, alert")
+    p.add_argument("--reason", required=True, help="why (recorded with the rollback and its alert)")
+    p.set_defaults(func=cmd_canary, history=0)
+    p = canary.add_parser(
+        "watch",
+        help="follow the canary_rollout run to its end, sending traffic meanwhile (progress per step)",
+    )
+    p.add_argument("--traffic-rate", type=float, default=1.0, help="requests a second while it runs")
+    p.add_argument("--tenant", default="canary-traffic", help="the tenant the traffic is sent for")
+    p.add_argument("--start-timeout", type=float, default=180, help="seconds to wait for a run to start")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the run to end")
+    p.set_defaults(func=cmd_canary_watch)
+
+
+def _add_report_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="the loop's closing report: DAG runs, models, win rate, URLs to open")
+    p.add_argument(
+        "--taste", help="a simulated marketer's taste (rgb:R,G,B, ...) to judge the canary's version"
+    )
+    p.set_defaults(func=cmd_report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line, one builder per command group (stack, pipeline, serving, traffic)."""
     parser = argparse.ArgumentParser(
@@ -550,6 +685,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_training_commands,
         _add_serving_commands,
         _add_traffic_commands,
+        _add_canary_commands,
+        _add_report_command,
     ):
         add_commands(sub)
     return parser

@@ -32,6 +32,10 @@ _GENERATED_SECRETS = {
     "AIRFLOW_PASSWORD": lambda: secrets.token_urlsafe(12),
     "AIRFLOW_JWT_SECRET": lambda: secrets.token_urlsafe(32),
     "AIRFLOW_FERNET_KEY": lambda: _fernet_key(),
+    # The HMAC secret MLflow signs its registry webhooks with, and the Fernet key its server stores
+    # that secret under (without a fixed one, a restarted server could not read its webhooks back).
+    "MLFLOW_WEBHOOK_SECRET": lambda: secrets.token_urlsafe(32),
+    "MLFLOW_WEBHOOK_ENCRYPTION_KEY": lambda: _fernet_key(),
 }
 
 
@@ -138,6 +142,69 @@ class Settings(BaseSettings):
     gate_min_preference_accuracy: float = Field(0.5, ge=0.0, le=1.0)
     gate_quality_tolerance: float = Field(0.25, ge=0.0)
 
+    # Canary rollout (monitoring/rollout.py, monitoring/canary_judge.py; docs/canary.md): the traffic
+    # steps of a challenger, how long each is watched, and what a window must show to pass: at least
+    # canary_min_requests challenger requests (fewer is "inconclusive"), a p95 latency at most
+    # canary_max_latency_ratio times the champion's, an error rate at most canary_max_error_rate, and
+    # each sampled quality metric at least canary_min_quality_ratio of the champion's (direction-aware).
+    # Workers re-read the registry's aliases every alias_refresh_s seconds, and at once when a rollout
+    # action (deployment_events) changed them.
+    canary_steps: list[int] = [5, 25, 50, 100]
+    canary_window_s: float = Field(300.0, gt=0)
+    canary_min_requests: int = Field(20, ge=1)
+    canary_max_latency_ratio: float = Field(1.5, gt=0)
+    canary_max_error_rate: float = Field(0.05, ge=0.0, le=1.0)
+    canary_min_quality_ratio: float = Field(0.9, ge=0.0, le=1.0)
+    alias_refresh_s: float = Field(30.0, gt=0)
+
+    # Canary DAG (canary_rollout, A2): whether the step to 100 % waits for a person's approval in the
+    # Airflow UI, and the MLflow registry webhook that starts a canary when a reviewer sets alias
+    # challenger by hand (registered by `adfame stack up`; its URL defaults to the API's
+    # /webhooks/mlflow, set it where MLflow reaches the API by another name, e.g. in containers).
+    canary_require_approval: bool = False
+    # canary_rollout is live from its creation, so a new challenger starts its canary by itself; the
+    # test stack turns that off (tests/stack.env): test retrains on the shared model must move no traffic.
+    canary_autostart: bool = True
+    mlflow_webhook_secret: SecretStr = SecretStr("")
+    mlflow_webhook_encryption_key: SecretStr = SecretStr("")
+    mlflow_webhook_url: str = ""
+
+    # Monitoring (monitoring/, dags/monitor.py; docs/monitoring.md). worker_metrics_port: where a worker
+    # serves its Prometheus metrics (0: off); worker i of `adfame worker --workers N` binds port + i.
+    # The monitor DAG runs every monitor_interval_minutes: it scores quality_sample_per_version not yet
+    # sampled requests per model version (finished within quality_lookback_s), tests the prompts of the
+    # last drift_window_s against drift_reference_size training captions (MMD, RBF kernel, median
+    # heuristic; drift_permutations permutations; drifted when p < drift_alpha; at least
+    # drift_min_prompts prompts, at most drift_max_prompts) and groups them into drift_clusters clusters.
+    # Alerts look at the last alert_window_s, record each breach once per that window, and need
+    # alert_min_requests finished requests of a route before judging its latency (p95 above
+    # alert_p95_latency_s) or error rate (above alert_max_error_rate); a quality drop is a sampled
+    # metric worse than the champion's mean over quality_trailing_s by more than alert_quality_drop
+    # (a share). retrain_on_alert: a drift or quality alert also starts retrain_on_feedback.
+    worker_metrics_port: int = Field(0, ge=0, le=65535)
+    monitor_interval_minutes: int = Field(5, ge=1)
+    quality_sample_per_version: int = Field(5, ge=1)
+    quality_lookback_s: float = Field(3600.0, gt=0)
+    quality_trailing_s: float = Field(86400.0, gt=0)
+    drift_window_s: float = Field(3600.0, gt=0)
+    drift_alpha: float = Field(0.01, gt=0.0, lt=1.0)
+    drift_permutations: int = Field(500, ge=20)
+    drift_min_prompts: int = Field(20, ge=2)
+    drift_max_prompts: int = Field(300, ge=2)
+    drift_reference_size: int = Field(300, ge=2)
+    drift_clusters: int = Field(6, ge=1)
+    alert_window_s: int = Field(900, ge=1)
+    alert_min_requests: int = Field(10, ge=1)
+    alert_p95_latency_s: float = Field(60.0, gt=0)
+    alert_max_error_rate: float = Field(0.1, ge=0.0, le=1.0)
+    alert_quality_drop: float = Field(0.1, gt=0.0)
+    retrain_on_alert: bool = False
+
+    # Dashboard (dashboard/, `adfame stack up dashboard`; docs/dashboard.md): the port Streamlit serves on
+    # (bound to ``host``), and the address people and the Airflow UI's links open; empty: http://host:port.
+    dashboard_port: int = Field(8501, ge=1, le=65535)
+    dashboard_url: str = ""
+
     # Seconds a service may take to become healthy before `stack up` gives up on it.
     start_timeout: float = 120.0
 
@@ -152,11 +219,26 @@ class Settings(BaseSettings):
     def _absolute_each(cls, paths: list[Path]) -> list[Path]:
         return [_absolute_path(path) for path in paths]
 
+    @field_validator("canary_steps")
+    @classmethod
+    def _rising_percentages(cls, steps: list[int]) -> list[int]:
+        """A canary only ever grows: steps are percentages in 1..100, each above the one before."""
+        if not steps or any(not 1 <= s <= 100 for s in steps) or steps != sorted(set(steps)):
+            raise ValueError(f"canary_steps must be rising percentages within 1..100, got {steps}")
+        return steps
+
     @model_validator(mode="after")
     def _default_hosts(self) -> Settings:
         for field in ("postgres_host", "kafka_host", "s3_host", "mlflow_host", "airflow_host"):
             if not getattr(self, field):
                 setattr(self, field, self.host)
+        return self
+
+    @model_validator(mode="after")
+    def _default_dashboard_url(self) -> Settings:
+        """The dashboard as the local stack serves it, unless a deployment names where people open it."""
+        if not self.dashboard_url:
+            self.dashboard_url = f"http://{self.host}:{self.dashboard_port}"
         return self
 
     # ---- derived addresses -------------------------------------------------

@@ -7,6 +7,7 @@ repository, recording a pick is ``inference.feedback``.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ from sqlalchemy import Engine, text
 from starlette.exceptions import HTTPException
 
 from adfame import health
+from adfame.airflow_client import AirflowError
 from adfame.messaging import MessagingError
+from adfame.mlflow_webhook_setup import WEBHOOK_PATH
 from adfame.repositories.requests import Job, get_job
 from adfame.waiting import WaitTimeout, wait_for_async
 from inference.api_errors import body_errors, json_response
@@ -39,7 +42,10 @@ from inference.api_schemas import (
 )
 from inference.api_services import Services, ServicesDep, Tenant
 from inference.feedback import record_selection, selected_index
+from inference.mlflow_webhook import InvalidSignature, MalformedEvent, WebhookAnswer
+from inference.mlflow_webhook import receive as receive_webhook
 
+log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 WAIT_POLL_S = 0.25
 
@@ -243,6 +249,44 @@ def _check_kafka(services: Services) -> CheckView:
     return CheckView(ok=probe.ok, detail=f"producer ready; broker: {probe.detail}")
 
 
+# ---- webhooks -------------------------------------------------------------------------------------
+
+webhooks = APIRouter(tags=["webhooks"])
+
+
+@webhooks.post(
+    WEBHOOK_PATH,
+    response_model=WebhookAnswer,
+    responses={
+        202: {"model": WebhookAnswer, "description": "a canary_rollout run was started"},
+        200: {"model": WebhookAnswer, "description": "acknowledged: another alias or model, or a redelivery"},
+        400: {"model": ErrorView, "description": "signed, but not an MLflow webhook event"},
+        401: {"model": ErrorView, "description": "not signed with the webhook secret, or too old"},
+        503: {"model": ErrorView, "description": "Airflow did not take the run; MLflow delivers again"},
+    },
+)
+async def mlflow_registry_webhook(request: Request, services: ServicesDep) -> JSONResponse:
+    """MLflow's signed `model_version_alias.created` event: alias challenger set -> canary_rollout."""
+    body = await request.body()
+
+    def handle() -> WebhookAnswer:
+        with services.trigger.client_factory() as client:
+            return receive_webhook(services.settings, client, request.headers, body)
+
+    try:
+        answer = await run_in_threadpool(handle)
+    except InvalidSignature as exc:
+        return json_response(ErrorView(detail=str(exc)), status.HTTP_401_UNAUTHORIZED)
+    except MalformedEvent as exc:
+        return json_response(ErrorView(detail=str(exc)), status.HTTP_400_BAD_REQUEST)
+    except AirflowError as exc:
+        log.warning("MLflow webhook: Airflow did not take the canary run: %s", exc)
+        return json_response(ErrorView(detail=f"Airflow: {exc}"), status.HTTP_503_SERVICE_UNAVAILABLE)
+    log.info("MLflow webhook: %s (%s)", answer.status, answer.detail)
+    triggered = answer.status == "triggered"
+    return json_response(answer, status.HTTP_202_ACCEPTED if triggered else status.HTTP_200_OK)
+
+
 # ---- the selection page ---------------------------------------------------------------------------
 
 page = APIRouter(include_in_schema=False)
@@ -253,4 +297,4 @@ def selection_page() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
 
-ROUTERS = (jobs, feedback, operations, page)
+ROUTERS = (jobs, feedback, operations, webhooks, page)

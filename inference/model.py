@@ -27,7 +27,7 @@ import torch
 from diffusers import WanPipeline
 from diffusers.hooks import FirstBlockCacheConfig, MagCacheConfig
 
-from adfame.contracts import MODELS_BUCKET, REGISTERED_MODEL
+from adfame.contracts import BASE_MODEL_VERSION, MODELS_BUCKET, REGISTERED_MODEL, served_version_label
 from adfame.settings import Settings, get_settings
 from adfame.storage import ObjectStore
 
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 HUB_MODEL_ID = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
 DEFAULT_MODEL_PREFIX = "base/tiny-wan"
 DEFAULT_MODEL_URI = f"s3://{MODELS_BUCKET}/{DEFAULT_MODEL_PREFIX}"
-BASE_VERSION = "base"
+BASE_VERSION = BASE_MODEL_VERSION
 
 # Written last when publishing and checked first when loading: its presence means the model is complete.
 _INDEX_FILE = "model_index.json"
@@ -409,7 +409,7 @@ class ModelVersionRef:
 
     @property
     def label(self) -> str:
-        return f"{self.name}/{self.version}"
+        return served_version_label(self.name, self.version)
 
 
 def version_label(version: ModelVersionRef | None) -> str:
@@ -430,6 +430,12 @@ def resolve_alias(client: Any, alias: str, name: str = REGISTERED_MODEL) -> Mode
             return None
         raise
     return ModelVersionRef(name=version.name, version=str(version.version), lora_uri=version.source)
+
+
+def version_ref(client: Any, name: str, version: str) -> ModelVersionRef:
+    """A registered version by its number (MlflowException when the registry has no such version)."""
+    found = client.get_model_version(name, version)
+    return ModelVersionRef(name=found.name, version=str(found.version), lora_uri=found.source)
 
 
 def local_lora(version: ModelVersionRef, cache_root: Path, tracking_uri: str | None = None) -> Path:

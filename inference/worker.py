@@ -45,6 +45,7 @@ from adfame.storage import ObjectStore, ObjectStoreError
 from inference.candidate_videos import CandidateVideos
 from inference.routing import BASE_ROUTE, ModelRouter, RegistryUnavailable
 from inference.variations import plan_candidates
+from inference.worker_metrics import WorkerMetrics, start_metrics_server
 
 if TYPE_CHECKING:
     from inference.model import ModelServer, ModelVersionRef
@@ -78,8 +79,10 @@ class Worker:
         producer: KafkaProducer,
         consumer: KafkaConsumer,
         registry: Any = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics or WorkerMetrics()  # Prometheus (inference/worker_metrics.py)
         self.server = server  # a warm pipeline with hot-swappable LoRAs
         self.engine = engine
         self.producer = producer
@@ -123,6 +126,7 @@ class Worker:
                         pause = RETRY_PAUSE_S
                         self.commit_offset(record)
                         self.processed += 1
+                        self.metrics.observe_lag(self.consumer)
                 if max_messages is not None and self.processed >= max_messages:
                     break
         finally:
@@ -168,19 +172,23 @@ class Worker:
             self.dead_letter(record, f"message key {record.key!r} is not the request id {request.request_id}")
             return
         claim = claim_request(self.engine, request)
-        if claim == "other-tenant":
+        if claim.status == "other-tenant":
             self.dead_letter(record, f"request id {request.request_id} already belongs to another tenant")
-        elif claim == "done":
+        elif claim.status == "done":
             log.info(
                 "request %s already succeeded (redelivery): publishing its event again", request.request_id
             )
             self.publish(self.replayed_event(request))
         else:
-            self.serve(request, received, _kafka_lag_s(record, received))
+            self.serve(request, received, _kafka_lag_s(record, received), route_seq=claim.route_seq)
 
     # ---- serving one request: generate + store, record, publish ------------------------------------
-    def serve(self, request: PromptRequest, received: datetime, kafka_lag_s: float | None) -> None:
+    def serve(
+        self, request: PromptRequest, received: datetime, kafka_lag_s: float | None, *, route_seq: int
+    ) -> None:
         """Generate and store the claimed request's candidates, then record and publish how it ended.
+
+        ``route_seq`` (from the claim) places the request in the canary split (``inference.routing``).
 
         Timings (seconds): ``queue_wait_s`` submit -> received by this worker, ``kafka_lag_s`` the
         message's Kafka timestamp -> received; ``activate_s`` the version switch, ``denoise_s`` and
@@ -192,7 +200,7 @@ class Worker:
         timings = {"queue_wait_s": max(0.0, (received - request.submitted_at).total_seconds())}
         if kafka_lag_s is not None:
             timings["kafka_lag_s"] = kafka_lag_s
-        route, version = self.router.choose(request.request_id)
+        route, version = self.router.choose(route_seq)
         model_version = version_label(version)
         candidates = plan_candidates(request, self.settings.variation_strategy)
         try:
@@ -207,6 +215,7 @@ class Worker:
             timings["total_s"] = (datetime.now(UTC) - received).total_seconds()
             outcome = Outcome("succeeded", route, model_version, timings, candidates=candidates)
         finish_request(self.engine, request.request_id, outcome)
+        self.metrics.observe(outcome)
         self.publish(self.finished_event(request, outcome))
         if outcome.status == "succeeded":
             log.info(
@@ -331,5 +340,6 @@ def run_worker(settings: Settings, max_messages: int | None = None) -> int:
         consumer=consumer,
         registry=configure_mlflow(settings),
     )
+    start_metrics_server(worker.metrics, settings.worker_metrics_port, settings.host)
     worker.install_signal_handlers()
     return worker.run(max_messages)

@@ -10,14 +10,14 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG
+from airflow.sdk import DAG, Asset
 
 START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
 
 
 def adfame_dag(
     dag_id: str,
-    schedule: str | None,
+    schedule: str | timedelta | Asset | None,
     *,
     owner: str,
     tags: list[str],
@@ -25,13 +25,15 @@ def adfame_dag(
     retry_delay: timedelta,
     retries: int = 2,
     paused_at_creation: bool = True,
+    params: dict[str, Any] | None = None,
 ) -> DAG:
     """A DAG with the platform's defaults; use it as ``with adfame_dag(...):`` in a DAG file.
 
     Missed intervals are not caught up (a night's data is fetched once, for the latest night), and
     a DAG never runs twice at once: a second run would only compete with the first for the same
     work folder or services. A DAG that events start (``paused_at_creation=False``) is live at once,
-    since nobody stands by to unpause it before its first trigger.
+    since nobody stands by to unpause it before its first trigger. ``schedule`` may be an Asset (the DAG
+    runs when a producer updates it); ``params`` are the run's parameters, which a trigger's conf overrides.
     """
     default_args: dict[str, Any] = {"owner": owner, "retries": retries, "retry_delay": retry_delay}
     return DAG(
@@ -44,4 +46,5 @@ def adfame_dag(
         default_args=default_args,
         doc_md=doc_md,
         is_paused_upon_creation=paused_at_creation,
+        params=params,
     )

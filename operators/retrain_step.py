@@ -16,7 +16,8 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from pydantic import BaseModel
 
-from training.retrain import NoChallenger, RetrainConfError, parse_conf
+from operators.mlflow_links import MlflowModelVersionLink
+from training.retrain import NoChallenger, Registered, RetrainConfError, parse_conf
 
 RetrainStep = Callable[..., BaseModel]
 
@@ -33,6 +34,8 @@ class RetrainStepOperator(BaseOperator):
     """Call ``step(conf, previous_output)``; the task id defaults to the step's name."""
 
     ui_color = "#fce5cd"
+    # The registered version's page in MLflow, on the tasks whose output names one (register, announce).
+    operator_extra_links = (MlflowModelVersionLink(),)
 
     def __init__(self, *, step: RetrainStep, task_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(task_id=task_id or step.__name__, **kwargs)
@@ -52,6 +55,8 @@ class RetrainStepOperator(BaseOperator):
             output = self.step(*arguments)
         except NoChallenger as exc:
             raise AirflowSkipException(str(exc)) from exc
+        if isinstance(output, Registered):
+            self.model_version_ref = (output.name, output.version)
         for asset in self.outlets:
             context["outlet_events"][asset].extra = {"name": output.name, "version": output.version}
         return output.model_dump(mode="json")

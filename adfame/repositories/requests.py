@@ -22,7 +22,7 @@ from adfame.schemas import PromptRequest
 
 TERMINAL = ("succeeded", "failed")
 # What a worker's claim found: the request is its own now, already succeeded, or another tenant's id.
-Claim = Literal["claimed", "done", "other-tenant"]
+ClaimStatus = Literal["claimed", "done", "other-tenant"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,15 @@ class Job:
     @property
     def done(self) -> bool:
         return self.status in TERMINAL
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a worker's claim found, and the request's ``route_seq``: its place in the canary split, drawn
+    when its row was inserted and the same on every redelivery."""
+
+    status: ClaimStatus
+    route_seq: int
 
 
 @dataclass(frozen=True)
@@ -107,34 +116,47 @@ def record_request(engine: Engine, request: PromptRequest) -> bool:
     return result.rowcount == 1
 
 
+# A recorded request becomes the worker's: its own tenant's, and not succeeded already.
+_CLAIM_RECORDED = """
+update generation_requests set status = 'running', started_at = now(), finished_at = null, error = null
+where request_id = :request_id and tenant = :tenant and status <> 'succeeded'
+returning route_seq
+"""
+
+
 def claim_request(engine: Engine, request: PromptRequest) -> Claim:
     """Mark the request running for a worker, in one round trip when all is well.
 
     The row is created here when the producer never recorded it (a message put on the topic by other
     means). A failed or interrupted attempt is started afresh: its error and finish time are cleared.
     A request that already succeeded (a redelivery) or whose id is another tenant's is left alone.
+    A recorded row is updated, never re-inserted: an insert that meets a conflict still draws a
+    ``route_seq``, and numbers burnt by every claim would thin out the sequence the canary split relies on.
     """
+    params = _request_row(request, "running")
     with engine.begin() as conn:
-        claimed = conn.execute(
-            text(
-                _INSERT_REQUEST
-                + """
-                on conflict (request_id) do update
-                set status = 'running', started_at = now(), finished_at = null, error = null
-                where generation_requests.tenant = excluded.tenant
-                    and generation_requests.status <> 'succeeded'
-                returning request_id
-                """
-            ),
-            _request_row(request, "running"),
-        ).first()
-        if claimed is not None:
-            return "claimed"
-        tenant = conn.execute(
-            text("select tenant from generation_requests where request_id = :id"),
+        seq = conn.execute(text(_CLAIM_RECORDED), params).scalar()
+        if seq is None and request_state(conn, request.request_id) is None:
+            seq = conn.execute(
+                text(
+                    _INSERT_REQUEST
+                    + """
+                    on conflict (request_id) do update
+                    set status = 'running', started_at = now(), finished_at = null, error = null
+                    where generation_requests.tenant = excluded.tenant
+                        and generation_requests.status <> 'succeeded'
+                    returning route_seq
+                    """
+                ),
+                params,
+            ).scalar()
+        if seq is not None:
+            return Claim("claimed", seq)
+        tenant, seq = conn.execute(
+            text("select tenant, route_seq from generation_requests where request_id = :id"),
             {"id": str(request.request_id)},
-        ).scalar_one()
-    return "other-tenant" if tenant != request.tenant else "done"
+        ).one()
+    return Claim("other-tenant" if tenant != request.tenant else "done", seq)
 
 
 def finish_request(engine: Engine, request_id: uuid.UUID, outcome: Outcome) -> None:

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from sqlalchemy import Engine, text
 
-from adfame.repositories.requests import Outcome, claim_request, finish_request, record_request
+from adfame.repositories.requests import Claim, Outcome, claim_request, finish_request, record_request
 from adfame.schemas import PromptRequest
 
 pytestmark = pytest.mark.integration
@@ -35,13 +35,13 @@ def test_a_queued_request_is_claimed_and_marked_running(engine: Engine) -> None:
     request = _request()
     assert record_request(engine, request)
     assert _state(engine, request) == ("nike", "queued", False)
-    assert claim_request(engine, request) == "claimed"
+    assert claim_request(engine, request).status == "claimed"
     assert _state(engine, request) == ("nike", "running", True)
 
 
 def test_a_message_without_a_row_creates_it_running(engine: Engine) -> None:
     request = _request()
-    assert claim_request(engine, request) == "claimed"
+    assert claim_request(engine, request).status == "claimed"
     assert _state(engine, request) == ("nike", "running", True)
 
 
@@ -50,7 +50,7 @@ def test_a_failed_request_is_claimed_again_from_scratch(engine: Engine) -> None:
     request = _request()
     claim_request(engine, request)
     _finish(engine, request, "failed", error="boom")
-    assert claim_request(engine, request) == "claimed"
+    assert claim_request(engine, request).status == "claimed"
     with engine.connect() as conn:
         status, error, finished_at = conn.execute(
             text("select status, error, finished_at from generation_requests where request_id = :id"),
@@ -63,7 +63,7 @@ def test_a_succeeded_request_is_done_and_left_alone(engine: Engine) -> None:
     request = _request()
     claim_request(engine, request)
     _finish(engine, request, "succeeded")
-    assert claim_request(engine, request) == "done"
+    assert claim_request(engine, request).status == "done"
     assert _state(engine, request)[1] == "succeeded"
 
 
@@ -71,5 +71,21 @@ def test_an_id_of_another_tenant_is_refused_without_touching_its_row(engine: Eng
     theirs = _request(tenant="adidas")
     record_request(engine, theirs)
     ours = _request(tenant="nike", request_id=theirs.request_id)
-    assert claim_request(engine, ours) == "other-tenant"
+    assert claim_request(engine, ours).status == "other-tenant"
     assert _state(engine, theirs) == ("adidas", "queued", False)
+
+
+def test_a_redelivered_request_keeps_its_route_seq_and_claims_draw_no_numbers(engine: Engine) -> None:
+    """The canary split relies on consecutive numbers fixed at insert (docs/canary.md#routing)."""
+    requests = [_request() for _ in range(3)]
+    for request in requests:
+        record_request(engine, request)
+    seqs = [claim_request(engine, request).route_seq for request in requests]
+    assert seqs == list(range(seqs[0], seqs[0] + 3)), "numbered in the order they were recorded"
+    _finish(engine, requests[0], "failed", error="boom")
+    assert claim_request(engine, requests[0]) == Claim("claimed", seqs[0])  # redelivered after a failure
+    _finish(engine, requests[1], "succeeded")
+    assert claim_request(engine, requests[1]) == Claim("done", seqs[1])  # redelivered after a success
+    later = _request()
+    record_request(engine, later)
+    assert claim_request(engine, later).route_seq == seqs[2] + 1, "no claim drew a number"

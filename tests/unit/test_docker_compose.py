@@ -28,7 +28,7 @@ AIRFLOW_SERVICES = {
     "airflow-dag-processor",
     "airflow-triggerer",
 }
-APP_SERVICES = {"worker": "worker", "api": "api"}
+APP_SERVICES = {"worker": "worker", "api": "api", "dashboard": "dashboard"}
 GPU_WORKER_SERVICES = {"redis", "airflow-worker", "airflow-gpu-worker"}
 ONE_SHOT_SERVICES = {"kafka-init", "s3-init", "airflow-init"}
 

@@ -81,7 +81,7 @@ def _serve(server: Server, store: Store) -> tuple[PromptRequest, Producer]:
     worker = Worker(settings, server, engine=None, store=store, producer=producer, consumer=None)  # type: ignore[arg-type]
     request = PromptRequest(tenant="nike", prompt="a runner at dawn", num_candidates=3)
     try:
-        worker.serve(request, datetime.now(UTC), kafka_lag_s=0.01)
+        worker.serve(request, datetime.now(UTC), kafka_lag_s=0.01, route_seq=1)
     finally:
         worker.videos.close()
     return request, producer
