@@ -77,7 +77,9 @@ def test_fails_on_missing_column(good: pd.DataFrame) -> None:
 
 def test_fails_when_corrupt_share_above_threshold(good: pd.DataFrame) -> None:
     result = failing(good, {"corrupt": 15, "attempted": 100})
-    assert result.failures == ["corrupt share 0.15 (15/100 clips) above 0.10"]
+    assert result.failures == [
+        "corrupt share 0.15 (15/100 clips) above 0.10: 15 clips did not decode (see the extraction report)"
+    ]
 
 
 def test_fails_when_a_split_share_is_off(good: pd.DataFrame) -> None:
