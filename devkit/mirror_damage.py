@@ -213,8 +213,12 @@ def with_control_characters(rng: random.Random, text: str) -> str:
 
 
 def with_line_breaks(rng: random.Random, text: str) -> str:
-    """Line breaks between sentences, and a quoted phrase with a comma in it."""
-    broken = text.replace(". ", ".\n", 1).replace(". ", ".\r\n\r\n", 1)
+    """Line breaks (LF, then CRLF twice) between words, and a quoted phrase with a comma in it."""
+    words = text.split(" ")
+    for position, newline in ((5, "\r\n\r\n"), (2, "\n")):
+        if len(words) > position:
+            words[position - 1] += newline + words.pop(position)
+    broken = " ".join(words)
     return f'{broken} The tagline reads "{rng.choice(("go", "move", "play"))}, now".'
 
 

@@ -238,9 +238,10 @@ def extract_clips(
     misses: dict[str, list[str]] = {}  # video -> "part: reason" of each location that lacked it
     zip_stats = ZipReadStats()
     problems: dict[str, PartProblem] = {}
+    seen: set[str] = set()  # parts read in an earlier round: their size counts once
     pending = clips
     while pending:
-        found, round_stats = _extract_round(pending, source, out, media, gap, progress_every, problems)
+        found, round_stats = _extract_round(pending, source, out, media, gap, progress_every, problems, seen)
         zip_stats.add(round_stats)
         pending = []
         for clip, row in found.items():
@@ -268,16 +269,18 @@ def _extract_round(
     gap: int,
     progress_every: int,
     problems: dict[str, PartProblem],
+    seen: set[str],
 ) -> tuple[dict[ClipRef, ClipRow], ZipReadStats]:
     """Each clip from its current location, the parts in parallel; adds whole-part failures to
-    ``problems``. Returns each clip's row (keyed by the clip as asked for) and the reads."""
+    ``problems`` and the parts read to ``seen``. Returns each clip's row (keyed by the clip as asked
+    for) and the reads."""
     by_part: dict[str, list[ClipRef]] = {}
     for clip in clips:
         by_part.setdefault(clip.part, []).append(clip)
     parts = resolve_part_files(source, by_part, missing_ok=True)
     jobs = [_PartJob(n, parts.get(n), c, out, media, gap, progress_every) for n, c in sorted(by_part.items())]
     log.info("extracting %d clips from %d zip parts with %d workers", len(clips), len(jobs), media.workers)
-    rows, zip_stats = _run_parts(jobs, media.workers, problems)
+    rows, zip_stats = _run_parts(jobs, media.workers, problems, seen)
     return {clip: rows[clip.video] for clip in clips}, zip_stats
 
 
@@ -293,9 +296,10 @@ def _with_misses(row: ClipRow, misses: list[str]) -> ClipRow:
 
 
 def _run_parts(
-    jobs: list[_PartJob], workers: int, problems: dict[str, PartProblem]
+    jobs: list[_PartJob], workers: int, problems: dict[str, PartProblem], seen: set[str]
 ) -> tuple[dict[str, ClipRow], ZipReadStats]:
-    """The parts in parallel, ``workers`` at a time; each clip's row by video, and the reads summed."""
+    """The parts in parallel, ``workers`` at a time; each clip's row by video, and the reads summed
+    (a part already in ``seen`` adds the bytes read again, not its size)."""
     rows: dict[str, ClipRow] = {}
     zip_stats = ZipReadStats()
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs)))) as pool:
@@ -303,10 +307,14 @@ def _run_parts(
         try:
             for future in as_completed(futures):
                 part_rows, part_stats, problem = future.result()
+                name = futures[future].name
+                if name in seen:
+                    part_stats.parts, part_stats.parts_bytes = 0, 0
+                seen.add(name)
                 rows.update((row.video, row) for row in part_rows)
                 zip_stats.add(part_stats)
                 if problem is not None:
-                    _add_problem(problems, futures[future].name, problem)
+                    _add_problem(problems, name, problem)
         except BaseException:
             for pending in futures:
                 pending.cancel()

@@ -21,6 +21,7 @@ UNPARSABLE_NUMBER = "unparsable_number"
 NON_FINITE_NUMBER = "non_finite_number"
 NEGATIVE_NUMBER = "negative_number"
 FILE_NAME_COLUMN = "_file_name"
+QUOTE_ESCAPE_ESCAPE = "\uffff"
 
 
 def _header_key(name: str) -> str:
@@ -39,7 +40,16 @@ def read_csv_as_strings(
     all-null column (so its rows count as bad instead of the job failing); the missing names are returned.
     """
     reader = spark.read.options(
-        header=True, inferSchema=False, quote='"', escape='"', multiLine=True, mode="PERMISSIVE"
+        header=True,
+        inferSchema=False,
+        quote='"',
+        escape='"',
+        multiLine=True,
+        mode="PERMISSIVE",
+        # RFC 4180 escapes a quote by doubling it and nothing else. Spark's default for the escape of
+        # that escape is NUL, which makes the parser drop every NUL inside a quoted field; a
+        # noncharacter, which no text holds, keeps the field as written.
+        charToEscapeQuoteEscaping=QUOTE_ESCAPE_ESCAPE,
     )
     raw = reader.csv(list(paths) if not isinstance(paths, str) else paths)
     present = {_header_key(name): name for name in raw.columns}
