@@ -388,7 +388,15 @@ def print_curation(spark_session_s: float, spark: CurationRun, duck: CurationRun
     differing = sorted(key for key in ours.keys() | theirs.keys() if ours.get(key) != theirs.get(key))
     if not differing:
         say("  the two reports match, count by count and reason by reason:")
-        for key in ("bad_rows_total", "duplicates_total", "filtered_total", "unmapped", "selected"):
+        for key in (
+            "bad_rows_total",
+            "duplicates_total",
+            "filtered_total",
+            "unmapped",
+            "conflicting_mappings",
+            "captions_with_control_characters",
+            "selected",
+        ):
             figure(f"  {key}", f"{ours[key]:,}")
         return
     say("  the reports differ (Spark vs DuckDB):")
