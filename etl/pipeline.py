@@ -33,6 +33,7 @@ from etl.work_folder import WorkFolder
 
 log = logging.getLogger(__name__)
 CONF_SECTIONS = ("sources", "filters", "media", "split", "gate")
+CONFLICTS_LOGGED = 20  # conflicting mappings named one by one in the log (all are in the report)
 
 
 def deployment_config_path() -> Path:
@@ -154,9 +155,22 @@ def curate_clips(run: RunContext) -> dict[str, Any]:
         curated = curated.limit(cfg.filters.max_clips)
     frame = curated.toPandas()
     frame.to_parquet(run.files.curated.data, index=False)
-    summary = run.files.curated.write_report({**report.to_dict(), "to_extract": len(frame)})
+    conflicts = _mapped_to_several_parts(frame)
+    for video, parts in list(conflicts.items())[:CONFLICTS_LOGGED]:
+        log.warning(
+            "%s is listed in the mappings of %s; extraction takes it from the one holding it", video, parts
+        )
+    summary = {**report.to_dict(), "to_extract": len(frame), "conflicting_mapping_parts": conflicts}
     log.info("curation: %s; %d to extract", report.outcome(), len(frame))
-    return summary
+    return run.files.curated.write_report(summary)
+
+
+def _mapped_to_several_parts(frame: Any) -> dict[str, list[str]]:
+    """Each selected clip whose mappings name more than one part, with those parts in order."""
+    parts = {
+        row.video: sorted({loc["part"] for loc in row.locations}) for row in frame.itertuples(index=False)
+    }
+    return {video: names for video, names in parts.items() if len(names) > 1}
 
 
 def filter_prompts(run: RunContext) -> dict[str, Any]:

@@ -181,6 +181,7 @@ def test_a_clip_mapped_to_two_parts_is_found_in_the_one_holding_it(damaged) -> N
     case = damaged(Damage.DUPLICATE_MAPPING)
     conflicts = case.mirror.damage.conflicting_mappings
     assert curation(case)["conflicting_mappings"] == len(conflicts) > 0
+    assert curation(case)["conflicting_mapping_parts"] == conflicts  # each clip with both parts named
     extraction = case.run.files.extracted.read_report()
     assert extraction["clips_found_elsewhere"] == len(conflicts)
     assert extraction["clips_missing"] == 0
