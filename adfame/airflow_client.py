@@ -1,12 +1,13 @@
 """A small client for the Airflow 3 REST API (``/api/v2``), authenticated with a JWT.
 
 Other parts (the feedback trigger, tests, the CLI, the ETL demo) use it to trigger DAG runs and
-follow them without importing Airflow itself; ``run_dag`` is the one way to run a DAG and wait.
+follow them without importing Airflow itself; ``run_dag`` is the one way to run a DAG and wait, and
+``task_failure`` reads a failed task's log to say why it failed and where its log is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -48,6 +49,46 @@ class DagRunResult:
     @property
     def succeeded(self) -> bool:
         return self.state == "success"
+
+
+@dataclass(frozen=True)
+class TaskFailure:
+    """Why a task failed, from its log: the error (``Type: message`` of the exception at the root of
+    the one it raised) and where Airflow keeps the log (the file on the worker that ran it)."""
+
+    task_id: str
+    try_number: int
+    error: str
+    log_sources: tuple[str, ...]
+
+
+_SOURCES_GROUP = "::group::Log message source details"
+
+
+def read_failure(events: Sequence[dict[str, Any]]) -> tuple[str, tuple[str, ...]]:
+    """The error line and log sources of a task log as the REST API returns it (structured events).
+
+    The error is the root cause of the last "Task failed with exception" event (a task that wraps
+    a data error in ``AirflowFailException`` is reported by the data error); without one, the last
+    error-level message. The sources are the lines of the "Log message source details" group.
+    """
+    sources: list[str] = []
+    in_sources = False
+    error = ""
+    for event in events:
+        message = str(event.get("event", ""))
+        if message == _SOURCES_GROUP:
+            in_sources = True
+            sources += [str(source) for source in event.get("sources") or []]
+        elif in_sources:
+            in_sources = message != "::endgroup::"
+            if in_sources:
+                sources.append(message)
+        elif event.get("level") in ("error", "critical"):
+            details = event.get("error_detail") or []
+            root = details[-1] if details else None
+            error = f"{root['exc_type']}: {root['exc_value']}" if root else message
+    return error or "no error line in the task's log", tuple(sources)
 
 
 class AirflowClient:
@@ -97,7 +138,8 @@ class AirflowClient:
         for attempt in (1, 2):
             if self._token is None:
                 self._token = self._fetch_token()
-            response = self._send(method, path, headers={"Authorization": f"Bearer {self._token}"}, **kwargs)
+            headers = {**kwargs.get("headers", {}), "Authorization": f"Bearer {self._token}"}
+            response = self._send(method, path, **{**kwargs, "headers": headers})
             if response.status_code == 401 and attempt == 1:
                 self._token = None
                 continue
@@ -218,3 +260,21 @@ class AirflowClient:
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         return self._json("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+
+    def task_log(
+        self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1
+    ) -> list[dict[str, Any]]:
+        """One try's whole log as structured events (a plain-text log comes back one event per line)."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
+        params = {"full_content": True, "map_index": map_index}
+        content = self._json("GET", path, params=params, headers={"Accept": "application/json"})["content"]
+        if isinstance(content, str):
+            return [{"event": line} for line in content.splitlines()]
+        return content
+
+    def task_failure(self, dag_id: str, run_id: str, task_instance: dict[str, Any]) -> TaskFailure:
+        """Why a failed task instance (one of ``task_instances``) failed, read from its last try's log."""
+        task_id, try_number = task_instance["task_id"], int(task_instance["try_number"])
+        events = self.task_log(dag_id, run_id, task_id, try_number, task_instance.get("map_index", -1))
+        error, sources = read_failure(events)
+        return TaskFailure(task_id, try_number, error, sources)

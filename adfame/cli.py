@@ -122,9 +122,13 @@ def cmd_dags_trigger(args: argparse.Namespace) -> int:
             announce(client.start_dag_run(args.dag_id, conf))
             return 0
         result = client.run_dag(args.dag_id, conf, timeout_s=args.timeout, on_start=announce)
-    for ti in result.task_instances:
-        index = ti.get("map_index", -1)
-        print(f"  {ti['task_id']}{f'[{index}]' if index >= 0 else ''}: {ti['state']}")
+        for ti in result.task_instances:
+            index = ti.get("map_index", -1)
+            print(f"  {ti['task_id']}{f'[{index}]' if index >= 0 else ''}: {ti['state']}")
+            if ti["state"] == "failed":
+                failure = client.task_failure(args.dag_id, result.run_id, ti)
+                print(f"    error (try {failure.try_number}): {failure.error}")
+                print(f"    log: {', '.join(failure.log_sources) or 'not found'}")
     print(f"{args.dag_id} run {result.run_id}: {result.state}")
     return 0 if result.succeeded else 1
 

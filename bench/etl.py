@@ -7,7 +7,9 @@
 3. Resizing: clips per second of our probe + ``resize_video`` + verify path, parallel across parts as
    ``extract_clips`` runs it, against a plain sequential ffmpeg loop on the same clips.
 
-Needs no running services: ``python -m bench.etl [--rows 1000000] [--clips 200] [--parts 8]``.
+Needs no running services: ``python -m bench.etl [--rows 1000000] [--clips 200] [--parts 8]``;
+``--damage NAME`` (repeatable) runs it on a mirror with real-world damage (``devkit.mirror_damage``), so
+that both engines show they read and clean hostile CSVs alike.
 See ``bench/README.md`` for what each figure means.
 """
 
@@ -30,17 +32,20 @@ from typing import Any, TypeVar
 
 import duckdb
 import imageio_ffmpeg
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from bench.report import figure, progress, say
 from devkit.mirror import MAPPING_DIR, MirrorSummary, generate_mirror
+from devkit.mirror_damage import Damage
 from etl.config import MediaConfig
 from etl.extract import ClipRef, ExtractionStats, extract_clips
 from etl.media import VideoInfo, probe_video, resize_video
 from etl.sources import LocalSource
 from etl.zip_ranges import ZipReadStats, read_central_directory, read_members, resolve_part_files
-from spark_jobs.csv_input import MISSING_FIELD, NEGATIVE_NUMBER, UNPARSABLE_NUMBER
+from spark_jobs.csv_input import MISSING_FIELD, NEGATIVE_NUMBER, NON_FINITE_NUMBER, UNPARSABLE_NUMBER
 from spark_jobs.curate_clips import (
+    CONTROL_CHARACTER_IN_VIDEO,
     DUPLICATE_OTHER_CAPTION,
     DUPLICATE_SAME_CAPTION,
     NON_INTEGER_FRAMES,
@@ -53,7 +58,13 @@ from spark_jobs.curate_clips import (
 )
 from spark_jobs.filter_config import FilterConfig
 from spark_jobs.session import get_spark
-from spark_jobs.text import DEFAULT_TAG_VOCABULARY, SOURCE_ID_LENGTH, normalize_keywords
+from spark_jobs.text import (
+    CONTROL_CHARACTERS,
+    DEFAULT_TAG_VOCABULARY,
+    SOURCE_ID_LENGTH,
+    clean_text,
+    normalize_keywords,
+)
 
 FETCH_GOAL = 1.2  # bytes fetched per byte of selected member (issue 3)
 # The generator has no clip-size option: its clips are 32 to 64 pixels high, so 16 is half the smallest
@@ -108,7 +119,10 @@ def run_spark(mirror: MirrorSummary, cfg: FilterConfig, driver_memory: str) -> t
             seconds = time.monotonic() - started
         if counted != report.selected:
             say(f"  ! Spark output has {counted} rows but its report says {report.selected} selected")
-        refs = [row.asDict() for row in curated.select("video", "part", "video_path").collect()]
+        refs = [
+            row.asDict(recursive=True)
+            for row in curated.select("video", "part", "video_path", "locations").collect()
+        ]
         conf = spark.sparkContext.getConf()
         settings = (
             f"master {spark.sparkContext.master}, driver memory {conf.get('spark.driver.memory', '1g')}, "
@@ -166,26 +180,36 @@ def duckdb_curation_sql(
 ) -> tuple[list[tuple[str, str]], str, str]:
     """The statements of the DuckDB form of ``curate``: (step label, SQL) pairs, report and output queries.
 
-    Rules mirror ``spark_jobs``: fields read as strings and parsed with ``TRY_CAST`` (finite values only),
-    one reason per bad row in the same priority, the caption normalised as NFKC (a vectorised Arrow UDF,
-    since DuckDB has only ``nfc_normalize``), lower case and every run of non letter/mark/digit
-    characters to one space; per video the first row by (normalised caption, caption, values) stays;
-    keywords match whole words on the padded caption; thresholds in the same order; the first mapping
-    part of each video; tags and source ids computed as in ``spark_jobs.text``.
+    Rules mirror ``spark_jobs``: fields read as strings (RFC 4180: quoted commas, quotes and line
+    breaks, CRLF, a BOM) and parsed with ``TRY_CAST`` (finite values only), one reason per bad row in the
+    same priority; the caption cleaned by ``spark_jobs.text.clean_text`` itself (a Python UDF: control
+    characters to spaces, format characters and variation selectors removed), then normalised as NFKC
+    (a vectorised Arrow UDF, since DuckDB has only ``nfc_normalize``), lower case and every run of non
+    letter/mark/digit characters to one space; per video the first row by (normalised caption, caption,
+    values) stays; keywords match whole words on the padded caption; thresholds in the same order; every
+    mapping part of each video, the first one its location; tags and source ids computed as in
+    ``spark_jobs.text``.
     """
     numbers = {name: f"parse_number({name})" for name in NUMERIC_COLUMNS}
-    missing = " OR ".join(f"nullif(trim({name}), '') IS NULL" for name in REQUIRED_COLUMNS)
+    fields = {name: name for name in REQUIRED_COLUMNS} | {"caption": "clean_text(caption)"}
+    missing = " OR ".join(f"nullif(trim({field}), '') IS NULL" for field in fields.values())
+    non_finite = " OR ".join(
+        f"NOT coalesce(isfinite(TRY_CAST(trim({name}) AS DOUBLE)), true)" for name in NUMERIC_COLUMNS
+    )
     unparsable = " OR ".join(
         f"(nullif(trim({name}), '') IS NOT NULL AND {value} IS NULL)" for name, value in numbers.items()
     )
     negative = " OR ".join(f"{value} < 0" for value in numbers.values())
+    control = f"regexp_matches({{}}, {_sql_str(CONTROL_CHARACTERS)})"
     bad = _first_reason(
         [
             (missing, MISSING_FIELD),
+            (non_finite, NON_FINITE_NUMBER),
             (unparsable, UNPARSABLE_NUMBER),
             (negative, NEGATIVE_NUMBER),
             (f"{numbers['frames']} <> floor({numbers['frames']})", NON_INTEGER_FRAMES),
             (f"{numbers['frames']} = 0 OR {numbers['fps']} = 0", ZERO_FRAMES_OR_FPS),
+            (control.format("video"), CONTROL_CHARACTER_IN_VIDEO),
         ]
     )
     values = ", ".join(f"{value} AS {name}" for name, value in numbers.items() if name != "frames")
@@ -195,11 +219,12 @@ def duckdb_curation_sql(
                   AS caption_norm
         FROM (
             SELECT trim(video) AS video,
-                   trim(regexp_replace(caption, '\\s+', ' ', 'g')) AS caption,
+                   clean_text(caption) AS caption,
                    {values},
                    TRY_CAST(trunc({numbers["frames"]}) AS INTEGER) AS frames,
-                   nullif(trim(camera_motion), '') AS camera_motion,
-                   {bad} AS _bad
+                   nullif(trim(clean_text(camera_motion)), '') AS camera_motion,
+                   {bad} AS _bad,
+                   coalesce({control.format("caption")}, false) AS _control
             FROM (SELECT {csv_columns} FROM read_csv({_sql_str(csv_path)}, header = true,
                   all_varchar = true, quote = '"', escape = '"'))
         )"""
@@ -238,14 +263,16 @@ def duckdb_curation_sql(
         )"""
     mappings = f"""
         CREATE OR REPLACE TEMP TABLE mappings AS
-        SELECT video, part, video_path FROM (
+        SELECT video, arg_min(part, (part, video_path)) AS part,
+               arg_min(video_path, (part, video_path)) AS video_path, count(DISTINCT part) AS parts
+        FROM (
             SELECT trim(video) AS video,
                    regexp_replace(regexp_extract(filename, '([^/\\\\]*)$', 1), '(?i)\\.csv$', '') AS part,
                    trim(video_path) AS video_path
             FROM read_csv({_sql_str(mapping_glob)}, header = true, all_varchar = true, filename = true)
         )
         WHERE video IS NOT NULL AND video <> '' AND video_path IS NOT NULL
-        QUALIFY row_number() OVER (PARTITION BY video ORDER BY part, video_path) = 1"""
+        GROUP BY video"""
 
     tag_pairs = [
         (f"{category}:{keyword}", keyword)
@@ -266,7 +293,8 @@ def duckdb_curation_sql(
         CREATE OR REPLACE TEMP TABLE located AS
         SELECT s.video, {source_id} AS source_video_id, s.caption, s.caption_norm,
                list_filter([{tags}], lambda t: t IS NOT NULL) AS tags,
-               {", ".join(f"s.{name}" for name in NUMERIC_COLUMNS)}, s.camera_motion, m.part, m.video_path
+               {", ".join(f"s.{name}" for name in NUMERIC_COLUMNS)}, s.camera_motion, m.part, m.video_path,
+               m.parts
         FROM staged s LEFT JOIN mappings m USING (video)
         WHERE s._stage IS NULL"""
     curated = """
@@ -279,9 +307,14 @@ def duckdb_curation_sql(
         ("tags, source ids, mapping join", located),
         ("selected clips, sorted", curated),
     ]
-    report = "SELECT _stage, _reason, count(*) FROM staged GROUP BY ALL"
-    totals = "SELECT count(*), count(part) FROM located"
+    report = "SELECT _stage, _reason, _control, count(*) FROM staged GROUP BY ALL"
+    totals = "SELECT count(*), count(part), count(*) FILTER (WHERE parts > 1) FROM located"
     return steps, report, totals
+
+
+def _clean_texts(values: pa.Array) -> pa.Array:
+    """``clean_text`` over an Arrow batch: DuckDB cleans captions with the very function Spark runs."""
+    return pa.array([clean_text(value) for value in values.to_pylist()], type=pa.string())
 
 
 def run_duckdb(mirror: MirrorSummary, cfg: FilterConfig, workdir: Path) -> CurationRun:
@@ -293,6 +326,7 @@ def run_duckdb(mirror: MirrorSummary, cfg: FilterConfig, workdir: Path) -> Curat
         con.create_function(
             "nfkc", lambda values: pc.utf8_normalize(values, "NFKC"), ["VARCHAR"], "VARCHAR", type="arrow"
         )
+        con.create_function("clean_text", _clean_texts, ["VARCHAR"], "VARCHAR", type="arrow")
         con.execute(
             "CREATE MACRO parse_number(x) AS "
             "CASE WHEN isfinite(TRY_CAST(trim(x) AS DOUBLE)) THEN TRY_CAST(trim(x) AS DOUBLE) END"
@@ -312,12 +346,13 @@ def run_duckdb(mirror: MirrorSummary, cfg: FilterConfig, workdir: Path) -> Curat
             "duplicate": report.duplicates_dropped,
             "filtered": report.filtered_out,
         }
-        for stage, reason, count in con.execute(report_sql).fetchall():
+        for stage, reason, control, count in con.execute(report_sql).fetchall():
             report.rows_read += count
+            report.captions_with_control_characters += count if control else 0
             if stage is not None:
-                dropped[stage][reason] = count
-        ((kept, mapped),) = con.execute(totals_sql).fetchall()
-        report.selected, report.unmapped = mapped, kept - mapped
+                dropped[stage][reason] = dropped[stage].get(reason, 0) + count
+        ((kept, mapped, conflicting),) = con.execute(totals_sql).fetchall()
+        report.selected, report.unmapped, report.conflicting_mappings = mapped, kept - mapped, conflicting
         seconds = time.monotonic() - started
         refs = [
             dict(zip(("video", "part", "video_path"), row, strict=True))
@@ -326,6 +361,7 @@ def run_duckdb(mirror: MirrorSummary, cfg: FilterConfig, workdir: Path) -> Curat
         ((threads,),) = con.execute("SELECT current_setting('threads')").fetchall()
     finally:
         con.remove_function("nfkc")
+        con.remove_function("clean_text")
         con.close()
     return CurationRun("DuckDB", seconds, report, refs, f"{threads} threads, memory limit {DUCKDB_MEMORY}")
 
@@ -352,7 +388,15 @@ def print_curation(spark_session_s: float, spark: CurationRun, duck: CurationRun
     differing = sorted(key for key in ours.keys() | theirs.keys() if ours.get(key) != theirs.get(key))
     if not differing:
         say("  the two reports match, count by count and reason by reason:")
-        for key in ("bad_rows_total", "duplicates_total", "filtered_total", "unmapped", "selected"):
+        for key in (
+            "bad_rows_total",
+            "duplicates_total",
+            "filtered_total",
+            "unmapped",
+            "conflicting_mappings",
+            "captions_with_control_characters",
+            "selected",
+        ):
             figure(f"  {key}", f"{ours[key]:,}")
         return
     say("  the reports differ (Spark vs DuckDB):")
@@ -364,9 +408,8 @@ def print_curation(spark_session_s: float, spark: CurationRun, duck: CurationRun
     figure("  selected only by Spark", f"{len(only_spark)} {only_spark[:10]}")
     figure("  selected only by DuckDB", f"{len(only_duck)} {only_duck[:10]}")
     say(
-        "  known places the engines can disagree: Java's \\s also matches \\x0B (RE2's does not),\n"
-        "  lower-casing of a few special letters (Java vs utf8proc), number strings only one cast\n"
-        "  accepts (Java takes '1d', DuckDB takes '1_0')"
+        "  known places the engines can disagree: lower-casing of a few special letters (Java vs\n"
+        "  utf8proc), number strings only one cast accepts (Java takes '1d', DuckDB takes '1_0')"
     )
 
 
@@ -542,6 +585,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=0, help="mirror seed")
     parser.add_argument(
+        "--damage",
+        action="append",
+        default=[],
+        choices=[str(d) for d in Damage if d is not Damage.TRUNCATED_PART],
+        help="real-world damage in the mirror (repeatable; a truncated part would only stop part 2)",
+    )
+    parser.add_argument(
         "--workdir", type=Path, default=None, help="where temporary data goes (default: $TMPDIR)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary data")
@@ -559,11 +609,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.workdir.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="adfame-bench-etl-", dir=args.workdir))
     started = time.monotonic()
-    say(f"bench.etl: {args.rows:,} rows, {args.clips} clips in {args.parts} parts; work folder {workdir}")
+    damage = f", damage: {', '.join(args.damage)}" if args.damage else ""
+    say(
+        f"bench.etl: {args.rows:,} rows, {args.clips} clips in {args.parts} parts{damage}; "
+        f"work folder {workdir}"
+    )
     try:
         with progress(f"generating the mirror ({args.rows:,} rows)"):
             mirror = generate_mirror(
-                workdir / "mirror", args.rows, args.clips, args.parts, args.seed, image_count=0, prompt_rows=1
+                workdir / "mirror",
+                args.rows,
+                args.clips,
+                args.parts,
+                args.seed,
+                image_count=0,
+                prompt_rows=1,
+                damages=args.damage,
             )
         csv_bytes = mirror.metadata_csv.stat().st_size
         figure("metadata CSV", mb(csv_bytes))

@@ -17,7 +17,9 @@ without downloading what it does not need.
 
 Conf (all optional): `snapshot_id` (default: the run's date), and the sections of
 `etl.config.EtlConfig` (`sources`, `filters`, `media`, `split`, `gate`).
-Re-running a snapshot loads nothing twice.
+Re-running a snapshot loads nothing twice. An error the data or the conf causes fails
+its task at once (no retries), naming the cause; every run has an `etl_runs` row
+(`running`, `succeeded`, or `failed` with the failing task and its error).
 """
 
 from __future__ import annotations

@@ -12,9 +12,11 @@ It writes, deterministically from a seed, what the pipeline reads from the Hub:
 The metadata carries what curation must cope with: near-duplicate captions (case, whitespace and
 punctuation only), bad rows (missing fields, negative or unparsable numbers), clips of one source video
 under several names, and deliberately corrupt clips. Only ``clips`` rows have video files, so a
-million-row CSV for benchmarks is written in chunks in reasonable time and memory.
+million-row CSV for benchmarks is written in chunks in reasonable time and memory. The damage real dumps
+carry beyond that (control and format characters, quoted line breaks, a BOM, conflicting mappings,
+non-finite numbers, a truncated part) is switched on per kind: ``devkit.mirror_damage``.
 
-Run ``python -m devkit.mirror --root DIR --rows N --clips K --parts P``.
+Run ``python -m devkit.mirror --root DIR --rows N --clips K --parts P [--damage NAME ...]``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice
 from pathlib import Path
@@ -45,6 +47,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFont
 
+from devkit.mirror_damage import ClipInfo, Damage, DamageLog, MirrorDamage
 from etl.sources import LocalSource
 
 if TYPE_CHECKING:
@@ -263,6 +266,7 @@ class MirrorSummary:
     images: int
     broken_column: str | None = None
     bytes_written: int = 0
+    damage: DamageLog = field(default_factory=DamageLog)
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready (paths as strings)."""
@@ -537,11 +541,12 @@ def _clip_row(rng: random.Random, captions: _Captions, plan: _ClipPlan) -> tuple
     return category, row
 
 
-def _write_csv(path: Path, header: Sequence[str], rows: Iterable[list[str]]) -> None:
-    """Write in chunks: a million-row file in bounded memory, without one write call per row."""
+def _write_csv(path: Path, header: Sequence[str], rows: Iterable[list[str]], bom: bool = False) -> None:
+    """Write in chunks: a million-row file in bounded memory, without one write call per row. Lines end
+    in CRLF (the csv module's default, as in RFC 4180); ``bom`` starts the file with a UTF-8 BOM."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = iter(rows)
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    with path.open("w", newline="", encoding="utf-8-sig" if bom else "utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         while chunk := list(islice(rows, _CHUNK_ROWS)):
@@ -575,9 +580,12 @@ def _fileless_row(
 
 
 def _metadata_rows(
-    rng: random.Random, rows: int, plans: list[_ClipPlan], categories: Counter[str]
+    rng: random.Random, rows: int, plans: list[_ClipPlan], categories: Counter[str], damage: MirrorDamage
 ) -> Iterator[list[str]]:
-    """The OpenVid rows in order, counting each row's category (``duplicate`` and ``bad`` included)."""
+    """The OpenVid rows in order, counting each row's category (``duplicate`` and ``bad`` included).
+
+    A damaged row is never copied by a later duplicate, so that the damage log's counts stay exact.
+    """
     captions = _Captions(rng)
     videos = _Videos(rng)
     positions = dict(zip(sorted(rng.sample(range(rows), len(plans))), plans, strict=True))
@@ -587,13 +595,17 @@ def _metadata_rows(
     for index in range(rows):
         roll = rng.random()
         has_file = index in positions
+        damaged = False
         if has_file:
             category, row = _clip_row(rng, captions, positions[index])
+            damaged = damage.clip_row(row)
         elif roll < _DUPLICATE_SHARE and reservoir:
             category, row = "duplicate", _duplicate_row(rng, *rng.choice(reservoir), videos)
         else:
             category, row = _fileless_row(rng, captions, videos, bad=roll > 1 - _BAD_SHARE)
-        if category not in ("duplicate", "bad"):
+            if category != "bad" and (hurt := damage.fileless_row(row)) is not None:
+                damaged, category = True, "bad" if hurt == "bad" else category
+        if category not in ("duplicate", "bad") and not damaged:
             if len(reservoir) < _RESERVOIR:
                 reservoir.append((row, has_file))
             else:
@@ -603,14 +615,20 @@ def _metadata_rows(
 
 
 def _write_metadata(
-    path: Path, rng: random.Random, rows: int, plans: list[_ClipPlan], broken_column: bool
+    path: Path,
+    rng: random.Random,
+    rows: int,
+    plans: list[_ClipPlan],
+    broken_column: bool,
+    damage: MirrorDamage,
 ) -> Counter[str]:
     """The OpenVid CSV; returns the rows per category (``duplicate`` and ``bad`` included)."""
     header = list(OPENVID_COLUMNS)
     if broken_column:
         header[header.index(BROKEN_COLUMN[0])] = BROKEN_COLUMN[1]
     categories: Counter[str] = Counter()
-    _write_csv(path, header, _metadata_rows(rng, rows, plans, categories))
+    damage.plan([ClipInfo(p.video, p.part, p.good and not p.corrupt) for p in plans])
+    _write_csv(path, header, _metadata_rows(rng, rows, plans, categories, damage), bom=damage.bom)
     return categories
 
 
@@ -658,9 +676,10 @@ def _encode_clips(plans: Sequence[_ClipPlan]) -> dict[str, bytes]:
 
 
 def _write_parts(
-    repo: Path, plans: Sequence[_ClipPlan], data: dict[str, bytes], parts: int
+    repo: Path, plans: Sequence[_ClipPlan], data: dict[str, bytes], parts: int, damage: MirrorDamage
 ) -> tuple[list[Path], list[Path], list[int]]:
-    """Stored zip parts (one split into pieces when there are three or more) and their mapping CSVs."""
+    """Stored zip parts (one split into pieces when there are three or more) and their mapping CSVs
+    (which list, with ``duplicate-mapping`` damage, a few clips another part holds)."""
     part_files: list[Path] = []
     mapping_files: list[Path] = []
     split = [parts - 1] if parts >= 3 else []
@@ -689,11 +708,10 @@ def _write_parts(
             path.write_bytes(blob)
             part_files.append(path)
         mapping = repo / MAPPING_DIR / f"{folder}.csv"
-        with mapping.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["video", "video_path"])
-            writer.writerows([p.video, f"{folder}/{p.video}"] for p in members)
+        listed = [p.video for p in members] + damage.extra_mappings(part)
+        _write_csv(mapping, ["video", "video_path"], ([v, f"{folder}/{v}"] for v in listed), bom=damage.bom)
         mapping_files.append(mapping)
+    damage.truncate(part_files, split)
     return part_files, mapping_files, split
 
 
@@ -709,7 +727,9 @@ def _score(rng: random.Random, high: bool) -> str:
     return f"{rng.uniform(0.45, 0.98) if high else rng.uniform(0.0, 1.0) ** 6 * 0.05:.6g}"
 
 
-def _prompt_rows(rng: random.Random, rows: int, counts: Counter[str]) -> Iterator[list[str]]:
+def _prompt_rows(
+    rng: random.Random, rows: int, counts: Counter[str], damage: MirrorDamage
+) -> Iterator[list[str]]:
     """VidProM-like rows with toxicity scores in [0, 1], counting ``toxic`` and ``bad`` ones."""
     start = datetime(2023, 7, 1)
     for _ in range(rows):
@@ -725,7 +745,7 @@ def _prompt_rows(rng: random.Random, rows: int, counts: Counter[str]) -> Iterato
         when = start + timedelta(seconds=rng.randrange(240 * 86400))
         row = [
             str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            prompt,
+            damage.prompt(prompt),
             when.strftime("%Y-%m-%d %H:%M:%S"),
             _score(rng, is_toxic),
             _score(rng, is_toxic and rng.random() < 0.5),
@@ -743,10 +763,10 @@ def _prompt_rows(rng: random.Random, rows: int, counts: Counter[str]) -> Iterato
         yield row
 
 
-def _write_prompts(path: Path, rng: random.Random, rows: int) -> Counter[str]:
+def _write_prompts(path: Path, rng: random.Random, rows: int, damage: MirrorDamage) -> Counter[str]:
     """The VidProM CSV; returns how many rows are ``toxic`` and how many ``bad``."""
     counts: Counter[str] = Counter()
-    _write_csv(path, VIDPROM_COLUMNS, _prompt_rows(rng, rows, counts))
+    _write_csv(path, VIDPROM_COLUMNS, _prompt_rows(rng, rows, counts, damage), bom=damage.bom)
     return counts
 
 
@@ -828,8 +848,10 @@ def generate_mirror(
     broken_column: bool = False,
     image_count: int = 24,
     prompt_rows: int | None = None,
+    damages: Iterable[Damage | str] = (),
 ) -> MirrorSummary:
-    """Write the three data sets under ``root`` (``<owner>/<name>/...``), the same bytes for the same seed."""
+    """Write the three data sets under ``root`` (``<owner>/<name>/...``), the same bytes for the same seed;
+    ``damages`` switches on kinds of real-world damage (``devkit.mirror_damage.Damage``)."""
     _check_sizes(rows, clips, parts, corrupt, image_count)
     root = Path(root)
     prompt_rows = rows if prompt_rows is None else prompt_rows
@@ -839,11 +861,12 @@ def generate_mirror(
 
     # Independent streams, so changing one size parameter leaves the other data sets unchanged.
     plans = _plan_clips(random.Random(f"{seed}:clips"), clips, corrupt, parts)
+    damage = MirrorDamage(damages, seed, BRANDS)
     categories = _write_metadata(
-        openvid / OPENVID_CSV, random.Random(f"{seed}:openvid"), rows, plans, broken_column
+        openvid / OPENVID_CSV, random.Random(f"{seed}:openvid"), rows, plans, broken_column, damage
     )
-    part_files, mapping_files, split = _write_parts(openvid, plans, _encode_clips(plans), parts)
-    prompts = _write_prompts(vidprom / VIDPROM_CSV, random.Random(f"{seed}:vidprom"), prompt_rows)
+    part_files, mapping_files, split = _write_parts(openvid, plans, _encode_clips(plans), parts, damage)
+    prompts = _write_prompts(vidprom / VIDPROM_CSV, random.Random(f"{seed}:vidprom"), prompt_rows, damage)
     _write_images(adimagenet / ADIMAGENET_PARQUET, random.Random(f"{seed}:adimagenet"), image_count)
     return MirrorSummary(
         root=root,
@@ -873,6 +896,7 @@ def generate_mirror(
         images=image_count,
         broken_column="->".join(BROKEN_COLUMN) if broken_column else None,
         bytes_written=_bytes_under(root),
+        damage=damage.log,
     )
 
 
@@ -911,6 +935,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--corrupt", type=int, default=2, help="clips written undecodable on purpose")
     parser.add_argument("--broken-column", action="store_true", help=f"rename {'->'.join(BROKEN_COLUMN)}")
+    parser.add_argument(
+        "--damage",
+        action="append",
+        default=[],
+        choices=[str(d) for d in Damage],
+        help="real-world damage to write (repeatable; see devkit.mirror_damage)",
+    )
     parser.add_argument("--images", type=int, default=24, help="AdImageNet images")
     parser.add_argument("--prompt-rows", type=int, default=None, help="VidProM rows (default: --rows)")
     parser.add_argument("--upload", metavar="S3_URI", help="also copy the mirror to s3://bucket/prefix")
@@ -926,6 +957,7 @@ def main(argv: list[str] | None = None) -> None:
             broken_column=args.broken_column,
             image_count=args.images,
             prompt_rows=args.prompt_rows,
+            damages=args.damage,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -56,7 +56,10 @@ class SplitConfig(BaseModel):
 
 
 class GateConfig(BaseModel):
-    max_corrupt_share: float = Field(0.10, ge=0, le=1)
+    max_corrupt_share: float = Field(0.10, ge=0, le=1, description="of the clips read from the parts")
+    max_missing_share: float = Field(
+        0.05, ge=0, le=1, description="of the clips selected: in no part they are mapped to"
+    )
     min_clips: int = Field(1, ge=0)
 
 

@@ -2,7 +2,11 @@
 
 Each step reads what the previous ones wrote (``etl.work_folder`` names every file once) and returns a
 small JSON summary (the task's XCom). Steps are re-runnable: a retry or a re-run of the same night
-overwrites its own outputs, and the load step publishes a snapshot only once.
+overwrites its own outputs, and the load step publishes a snapshot only once. Errors the run's input
+causes are ``etl.errors.EtlInputError`` (not retried). The run's ``etl_runs`` row says ``running``
+from the first step on, ``succeeded`` once the load publishes (or finds the snapshot published), and
+``failed`` with the failing task and its error when a task fails for good (``record_failure``, which
+the operator calls).
 
 The DAG file imports this module to name its steps, so it stays light: pandas, Spark, PyAV and the
 clients load inside the steps, when a task runs.
@@ -19,17 +23,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from adfame.settings import get_settings
 from etl.config import EtlConfig
+from etl.errors import BadRunConf, GateFailed
 from etl.sources import DatasetSource, open_source
 from etl.work_folder import WorkFolder
 
 log = logging.getLogger(__name__)
 CONF_SECTIONS = ("sources", "filters", "media", "split", "gate")
-
-
-class GateFailed(RuntimeError):
-    """The curated data did not pass the quality gate; nothing was loaded."""
+CONFLICTS_LOGGED = 20  # conflicting mappings named one by one in the log (all are in the report)
 
 
 def deployment_config_path() -> Path:
@@ -46,14 +50,18 @@ class RunContext:
 
     @classmethod
     def from_dag_run(cls, conf: dict[str, Any], run_id: str | None, run_after: datetime | None) -> RunContext:
-        """Snapshot id from the conf or the run's date; config: defaults < deployment file < run conf."""
-        snapshot_id = str(conf.get("snapshot_id") or (run_after or datetime.now()).strftime("%Y-%m-%d"))
+        """Snapshot id from the conf or the run's date; config: defaults < deployment file < run conf.
+        A conf that is not valid raises ``BadRunConf`` naming what is wrong."""
+        snapshot_id = snapshot_id_of(conf, run_after)
         if not snapshot_id.replace("-", "").replace("_", "").isalnum():
-            raise ValueError(f"snapshot_id {snapshot_id!r} may hold only letters, digits, '-' and '_'")
+            raise BadRunConf(f"snapshot_id {snapshot_id!r} may hold only letters, digits, '-' and '_'")
         base = deployment_config_path()
         deployed = json.loads(base.read_text()) if base.exists() else {}
         merged = {k: {**deployed.get(k, {}), **conf.get(k, {})} for k in CONF_SECTIONS}
-        config = EtlConfig.model_validate(merged)
+        try:
+            config = EtlConfig.model_validate(merged)
+        except ValidationError as error:
+            raise BadRunConf(f"the run's configuration is not valid: {error}") from error
         files = WorkFolder(get_settings().state_dir / "etl" / snapshot_id)
         files.root.mkdir(parents=True, exist_ok=True)
         return cls(snapshot_id, files, config, run_id)
@@ -66,9 +74,40 @@ class RunContext:
 EtlStep = Callable[[RunContext], dict[str, Any]]
 
 
+def snapshot_id_of(conf: dict[str, Any], run_after: datetime | None) -> str:
+    """The snapshot a run makes: ``snapshot_id`` in its conf, else the date it runs for."""
+    return str(conf.get("snapshot_id") or (run_after or datetime.now()).strftime("%Y-%m-%d"))
+
+
+# ---- the run's etl_runs row ---------------------------------------------------------------------
+def record_start(run: RunContext) -> None:
+    """The run's row, ``running`` (a run without a DAG run id, a step called by hand, has none yet)."""
+    from adfame.db import engine
+    from adfame.repositories import datasets
+
+    if run.dag_run_id is not None:
+        datasets.start_run(engine(), run.dag_run_id, {"snapshot_id": run.snapshot_id})
+
+
+def record_failure(
+    dag_run_id: str | None, snapshot_id: str, task_id: str, error: BaseException | str
+) -> None:
+    """Mark the run failed, with the task that failed and its error's first line as the reason."""
+    from adfame.db import engine
+    from adfame.repositories import datasets
+
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    kind = f"{type(error).__name__}: " if isinstance(error, BaseException) else ""
+    reason = f"{task_id}: {kind}{first_line}"
+    stats = {"snapshot_id": snapshot_id, "failed_task": task_id, "reason": reason}
+    datasets.finish_run(engine(), dag_run_id, "failed", stats)
+
+
 # ---- ingest -------------------------------------------------------------------------------------
 def fetch_metadata(run: RunContext) -> dict[str, Any]:
-    """Download the metadata files (never the video parts) of each source into ``raw/``."""
+    """Download the metadata files (never the video parts) of each source into ``raw/``; the run's
+    ``etl_runs`` row starts here."""
+    record_start(run)
     cfg = run.config.sources
     wanted = {
         "openvid": [cfg.openvid_csv, *_under(run.source("openvid"), cfg.openvid_mapping_dir, "*.csv")],
@@ -116,9 +155,22 @@ def curate_clips(run: RunContext) -> dict[str, Any]:
         curated = curated.limit(cfg.filters.max_clips)
     frame = curated.toPandas()
     frame.to_parquet(run.files.curated.data, index=False)
-    summary = run.files.curated.write_report({**report.to_dict(), "to_extract": len(frame)})
+    conflicts = _mapped_to_several_parts(frame)
+    for video, parts in list(conflicts.items())[:CONFLICTS_LOGGED]:
+        log.warning(
+            "%s is listed in the mappings of %s; extraction takes it from the one holding it", video, parts
+        )
+    summary = {**report.to_dict(), "to_extract": len(frame), "conflicting_mapping_parts": conflicts}
     log.info("curation: %s; %d to extract", report.outcome(), len(frame))
-    return summary
+    return run.files.curated.write_report(summary)
+
+
+def _mapped_to_several_parts(frame: Any) -> dict[str, list[str]]:
+    """Each selected clip whose mappings name more than one part, with those parts in order."""
+    parts = {
+        row.video: sorted({loc["part"] for loc in row.locations}) for row in frame.itertuples(index=False)
+    }
+    return {video: names for video, names in parts.items() if len(names) > 1}
 
 
 def filter_prompts(run: RunContext) -> dict[str, Any]:
@@ -145,12 +197,16 @@ def extract_clips(run: RunContext) -> dict[str, Any]:
     result.to_frame().to_parquet(run.files.extracted.data, index=False)
     stats = run.files.extracted.write_report(result.stats.as_dict())
     log.info(
-        "extraction: %d ok, %d corrupt (quarantined), %d missing; fetched %.2fx the selected bytes",
+        "extraction: %d ok (%d found in another mapped part), %d corrupt (quarantined), %d missing; "
+        "fetched %.2fx the selected bytes",
         stats["clips_ok"],
+        stats["clips_found_elsewhere"],
         stats["clips_corrupt"],
         stats["clips_missing"],
         stats["fetched_over_selected"],
     )
+    for part, problem in stats["part_problems"].items():
+        log.warning("zip part %s gave no clips (%d selected): %s", part, problem["clips"], problem["reason"])
     return stats
 
 
@@ -190,11 +246,15 @@ def assign_splits(run: RunContext) -> dict[str, Any]:
     curated = pd.read_parquet(run.files.curated.data)
     extracted = pd.read_parquet(run.files.extracted.data)
     ok = extracted[extracted["status"] == "ok"]
-    # The resized file's own numbers replace the metadata's (they describe what we ship).
-    probe = ok[
-        ["video", "local_path", "sha256", "bytes", "frames", "fps", "width", "height", "seconds"]
-    ].astype({"bytes": "int64", "frames": "int64", "width": "int64", "height": "int64"})
-    dataset = curated.drop(columns=["frames", "fps", "seconds"]).merge(probe, on="video", how="inner")
+    # The resized file's own numbers replace the metadata's (they describe what we ship), and the part
+    # that held the clip replaces the first one its mappings named.
+    shipped = ["part", "video_path", "local_path", "sha256", "bytes", "frames", "fps", "width", "height"]
+    probe = ok[["video", *shipped, "seconds"]].astype(
+        {"bytes": "int64", "frames": "int64", "width": "int64", "height": "int64"}
+    )
+    dataset = curated.drop(columns=["frames", "fps", "seconds", "part", "video_path"]).merge(
+        probe, on="video", how="inner"
+    )
     dataset = split(dataset, run.config.split)
     dataset.to_parquet(run.files.dataset, index=False)
     shares = split_shares(dataset) if len(dataset) else {}
@@ -214,6 +274,8 @@ def validate(run: RunContext) -> dict[str, Any]:
     stats = {
         "corrupt": extraction["clips_corrupt"],
         "attempted": extraction["clips_ok"] + extraction["clips_corrupt"],
+        "missing": extraction["clips_missing"],
+        "part_problems": extraction["part_problems"],
         "missing_columns": run.files.curated.read_report().get("missing_columns", []),
     }
     result = validate_curated(dataset, stats, run.config.gate, run.config.split)
@@ -226,10 +288,13 @@ def validate(run: RunContext) -> dict[str, Any]:
 
 # ---- load ---------------------------------------------------------------------------------------
 def load_snapshot(run: RunContext) -> dict[str, Any]:
-    """Publish the gated dataset, its images, reports and prompt pool; refuse without a passing gate."""
+    """Publish the gated dataset, its images, reports and prompt pool; refuse without a passing gate.
+    The run's ``etl_runs`` row becomes ``succeeded`` with the publication, or here when the snapshot
+    was published before."""
     import pandas as pd
 
     from adfame.db import engine
+    from adfame.repositories import datasets
     from adfame.storage import ObjectStore
     from etl.load import load_snapshot as load
     from etl.stats import snapshot_stats
@@ -253,4 +318,7 @@ def load_snapshot(run: RunContext) -> dict[str, Any]:
         engine=engine(),
         dag_run_id=run.dag_run_id,
     )
+    if result.already_loaded and run.dag_run_id is not None:
+        stats = {"snapshot_id": run.snapshot_id, "already_loaded": True}
+        datasets.finish_run(engine(), run.dag_run_id, "succeeded", stats)
     return asdict(result)

@@ -1,8 +1,9 @@
 """The quality gate on the curated, split table: nothing is loaded unless every check passes.
 
 Great Expectations 1.x checks the table itself (schema, nulls, ranges, uniqueness, row count); the checks
-that need more than one column or the run's statistics (split shares, split overlap, corrupt share, source
-columns) are ours. Both end in one JSON-serialisable report and a list of readable failure reasons.
+that need more than one column or the run's statistics (split shares, split overlap, corrupt and missing
+shares with their causes, control characters in text, source columns) are ours. Both end in one
+JSON-serialisable report and a list of readable failure reasons.
 Great Expectations is imported lazily (it takes seconds) and runs quietly: no analytics, no progress bars.
 """
 
@@ -19,6 +20,7 @@ import pandas as pd
 
 from etl.config import GateConfig, SplitConfig
 from etl.split import SPLITS, split_overlap, split_shares
+from spark_jobs.text import has_control_character
 
 STRING_TYPES = ["str", "StringDtype"]
 INTEGER_TYPES = ["int8", "int16", "int32", "int64", "Int8Dtype", "Int16Dtype", "Int32Dtype", "Int64Dtype"]
@@ -162,21 +164,77 @@ def _interval(kwargs: Mapping[str, Any]) -> str:
     return f"{left}{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}{right}"
 
 
-def _check(name: str, success: bool, observed: Any, expected: Any, reason: str) -> dict[str, Any]:
+def _check(
+    name: str, success: bool, observed: Any, expected: Any, reason: str, causes: Sequence[str] = ()
+) -> dict[str, Any]:
+    """One own check's entry in the report; ``causes`` say what made the observed value, pass or fail."""
     reason_or_none = None if success else reason
+    if reason_or_none is not None and causes:
+        reason_or_none += ": " + "; ".join(causes)
     return {
         "check": name,
         "success": success,
         "observed": observed,
         "expected": expected,
         "reason": reason_or_none,
+        "causes": list(causes),
     }
+
+
+def _share_causes(stats: Mapping[str, Any], status: str, count: int, single: str) -> list[str]:
+    """What made ``count`` clips corrupt or missing: each whole part that failed (its reason and how many
+    selected clips it held), then the clips that failed one by one."""
+    causes = []
+    in_parts = 0
+    for part, problem in sorted((stats.get("part_problems") or {}).items()):
+        if problem["status"] == status:
+            causes.append(f"zip part {part}: {problem['reason']} ({problem['clips']} clips)")
+            in_parts += int(problem["clips"])
+    if count > in_parts:
+        causes.append(f"{count - in_parts} clips {single}")
+    return causes
+
+
+def _extraction_checks(stats: Mapping[str, Any], cfg: GateConfig) -> list[dict[str, Any]]:
+    """Corrupt share (of the clips read) and missing share (of the clips selected), with their causes."""
+    corrupt, attempted = int(stats.get("corrupt", 0)), int(stats.get("attempted", 0))
+    share = corrupt / attempted if attempted else 0.0  # nothing attempted: min_clips speaks for that
+    limit = cfg.max_corrupt_share
+    reason = f"corrupt share {share:.2f} ({corrupt}/{attempted} clips) above {limit:.2f}"
+    causes = _share_causes(stats, "corrupt", corrupt, "did not decode (see the extraction report)")
+    checks = [_check("corrupt_share", share <= limit, round(share, 4), limit, reason, causes)]
+    missing = int(stats.get("missing", 0))
+    selected = attempted + missing
+    share = missing / selected if selected else 0.0
+    limit = cfg.max_missing_share
+    reason = f"missing share {share:.2f} ({missing}/{selected} clips) above {limit:.2f}"
+    causes = _share_causes(stats, "missing", missing, "not members of any part they are mapped to")
+    checks.append(_check("clips_missing", share <= limit, round(share, 4), limit, reason, causes))
+    return checks
+
+
+def _control_character_check(df: pd.DataFrame) -> dict[str, Any]:
+    """Text the tables cannot hold (PostgreSQL refuses NUL) or nobody should: control characters."""
+    found = {}
+    for column in ("video", "source_video_id", "caption", "caption_norm", "part", "video_path"):
+        if column in df.columns:
+            bad = [
+                str(v) for v, text in zip(df["video"], df[column], strict=True) if has_control_character(text)
+            ]
+            if bad:
+                found[column] = bad
+    reason = "control characters in " + "; ".join(
+        f"column '{column}' of {len(videos)} clips, e.g. {videos[:3]!r}" for column, videos in found.items()
+    )
+    counts = {column: len(videos) for column, videos in found.items()}
+    return _check("no_control_characters", not found, counts, {}, reason)
 
 
 def _own_checks(
     df: pd.DataFrame, stats: Mapping[str, Any], cfg: GateConfig, split_cfg: SplitConfig
 ) -> list[dict[str, Any]]:
-    """Checks beyond single columns: tags, split shares and overlap, corrupt share, source columns."""
+    """Checks beyond single columns: tags, split shares and overlap, control characters, corrupt and
+    missing shares, source columns."""
     checks: list[dict[str, Any]] = []
     if "tags" in df.columns:
         bad_tags = int(sum(not _is_string_array(value) for value in df["tags"]))
@@ -198,11 +256,9 @@ def _own_checks(
             ]
             reason = "split overlap: " + "; ".join(shared)
             checks.append(_check("split_overlap_zero", not shared, overlap, 0, reason))
-    corrupt, attempted = int(stats.get("corrupt", 0)), int(stats.get("attempted", 0))
-    share = corrupt / attempted if attempted else 0.0  # nothing attempted: min_clips speaks for that
-    limit = cfg.max_corrupt_share
-    reason = f"corrupt share {share:.2f} ({corrupt}/{attempted} clips) above {limit:.2f}"
-    checks.append(_check("corrupt_share", share <= limit, round(share, 4), limit, reason))
+    if "video" in df.columns:
+        checks.append(_control_character_check(df))
+    checks += _extraction_checks(stats, cfg)
     source_missing = list(stats.get("missing_columns") or [])
     reason = f"source CSV lacks columns {source_missing}"
     checks.append(_check("source_columns_present", not source_missing, source_missing, [], reason))
@@ -219,8 +275,9 @@ def _is_string_array(value: Any) -> bool:
 def validate_curated(
     df: pd.DataFrame, stats: Mapping[str, Any], cfg: GateConfig, split_cfg: SplitConfig
 ) -> GateResult:
-    """Run the gate. ``stats``: ``corrupt`` and ``attempted`` clip counts from extraction, optionally the
-    curation report's ``missing_columns``; anything else in it is copied into the report."""
+    """Run the gate. ``stats``: ``corrupt``, ``attempted`` (decoded or corrupt) and ``missing`` clip
+    counts and the ``part_problems`` from extraction, optionally the curation report's
+    ``missing_columns``; anything else in it is copied into the report."""
     missing = {column for column in SCHEMA if column not in df.columns}
     expectations = _run_expectations(df, cfg)
     failures = sorted(

@@ -1,9 +1,12 @@
 """Curate brand-relevant training clips from the OpenVid-1M metadata: clean, dedup, filter, tag, locate.
 
 Every input row ends in exactly one place, so the report adds up: bad (unusable fields), duplicate,
-filtered out (a threshold), unmapped (no zip part holds it) or selected. Run alone with
-``python -m spark_jobs.curate_clips`` or ``spark-submit spark_jobs/curate_clips.py`` (with this project on the
-driver's ``PYTHONPATH`` or shipped by ``--py-files``); ``--master`` picks the cluster.
+filtered out (a threshold), unmapped (no zip part holds it) or selected. Captions are cleaned as
+``spark_jobs.text.clean_text`` says (control characters become spaces, counted in the report; invisible
+format characters go), and a video listed in several parts' mapping files keeps every part, in part order,
+so that extraction finds it in whichever holds it (the report counts these conflicting mappings).
+Run alone with ``python -m spark_jobs.curate_clips`` or ``spark-submit spark_jobs/curate_clips.py`` (with
+this project on the driver's ``PYTHONPATH`` or shipped by ``--py-files``); ``--master`` picks the cluster.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ from spark_jobs.filter_config import FilterConfig
 from spark_jobs.outputs import RowReport, add_output_options, run_alone
 from spark_jobs.text import (
     DEFAULT_TAG_VOCABULARY,
+    clean_text_col,
     extract_tags_col,
+    has_control_character_col,
     has_keyword_col,
     normalize_caption_col,
     source_video_id_col,
@@ -58,10 +63,11 @@ NUMERIC_COLUMNS = ("aesthetic", "motion", "temporal_consistency", "frames", "fps
 REQUIRED_COLUMNS = ("video", "caption", *NUMERIC_COLUMNS)
 OUTPUT_COLUMNS = (
     "video", "source_video_id", "caption", "caption_norm", "tags", "aesthetic", "motion",
-    "temporal_consistency", "camera_motion", "frames", "fps", "seconds", "part", "video_path",
+    "temporal_consistency", "camera_motion", "frames", "fps", "seconds", "part", "video_path", "locations",
 )  # fmt: skip
 
 ZERO_FRAMES_OR_FPS = "zero_frames_or_fps"
+CONTROL_CHARACTER_IN_VIDEO = "control_character_in_video"
 NON_INTEGER_FRAMES = "non_integer_frames"
 DUPLICATE_SAME_CAPTION = "same_video_same_caption"
 DUPLICATE_OTHER_CAPTION = "same_video_other_caption"
@@ -75,6 +81,8 @@ class CurationReport(RowReport):
     duplicates_dropped: dict[str, int] = field(default_factory=dict)
     filtered_out: dict[str, int] = field(default_factory=dict)
     unmapped: int = 0
+    captions_with_control_characters: int = 0  # cleaned (control characters to spaces), not dropped
+    conflicting_mappings: int = 0  # selected clips listed in more than one part's mapping file
 
     @property
     def duplicates_total(self) -> int:
@@ -94,29 +102,36 @@ class CurationReport(RowReport):
     def outcome(self) -> str:
         return (
             f"{super().outcome()}, {self.duplicates_total} duplicates, {self.filtered_total} filtered, "
-            f"{self.unmapped} unmapped"
+            f"{self.unmapped} unmapped, {self.conflicting_mappings} mapped to several parts, "
+            f"{self.captions_with_control_characters} captions with control characters cleaned"
         )
 
 
 def _parsed(raw: DataFrame) -> DataFrame:
-    """Typed columns plus ``_bad``: the reason a row is unusable, or null."""
+    """Typed columns, the cleaned caption, ``_bad`` (the reason a row is unusable, or null) and
+    ``_control`` (whether its caption held control characters)."""
     numbers = {name: parse_number(F.col(name)) for name in NUMERIC_COLUMNS}
-    reason = bad_row_reason({name: F.col(name) for name in REQUIRED_COLUMNS}, numbers, REQUIRED_COLUMNS)
+    fields = {name: F.col(name) for name in REQUIRED_COLUMNS}
+    fields["caption"] = clean_text_col("caption")  # only invisible characters: a missing caption
+    reason = bad_row_reason(fields, numbers, REQUIRED_COLUMNS)
     frames = numbers["frames"]
     reason = first_reason(
         [
             (reason.isNotNull(), reason),
             (frames != F.floor(frames), F.lit(NON_INTEGER_FRAMES)),
             ((frames == 0) | (numbers["fps"] == 0), F.lit(ZERO_FRAMES_OR_FPS)),
+            # A clip's name is its key in the zip part and the tables: it is not cleaned, it is refused.
+            (has_control_character_col("video"), F.lit(CONTROL_CHARACTER_IN_VIDEO)),
         ]
     )
     return raw.select(
         F.trim("video").alias("video"),
-        F.trim(F.regexp_replace("caption", r"\s+", " ")).alias("caption"),
+        fields["caption"].alias("caption"),
         *(numbers[name].alias(name) for name in NUMERIC_COLUMNS if name != "frames"),
         frames.cast("int").alias("frames"),
-        blank_to_null(F.col("camera_motion")).alias("camera_motion"),
+        blank_to_null(clean_text_col("camera_motion")).alias("camera_motion"),
         reason.alias("_bad"),
+        has_control_character_col("caption").alias("_control"),
     )
 
 
@@ -170,13 +185,19 @@ def _staged(raw: DataFrame, cfg: FilterConfig) -> DataFrame:
     )
 
 
-def read_mappings(spark: SparkSession, mapping_csvs: Sequence[str]) -> DataFrame:
-    """``video -> (part, video_path)`` from ``video_mappings/OpenVid_part{N}.csv`` files (or globs).
+LOCATIONS_TYPE = "array<struct<part:string,video_path:string>>"
 
-    The part is the file's name without ``.csv``; a video listed in several parts keeps the first part.
+
+def read_mappings(spark: SparkSession, mapping_csvs: Sequence[str]) -> DataFrame:
+    """``video -> (part, video_path, locations)`` from ``video_mappings/OpenVid_part{N}.csv`` (or globs).
+
+    The part is the file's name without ``.csv``. A video listed in several parts keeps them all in
+    ``locations`` (sorted by part, then member); ``part`` and ``video_path`` are the first of them.
     """
     if not mapping_csvs:
-        return spark.createDataFrame([], "video string, part string, video_path string")
+        return spark.createDataFrame(
+            [], f"video string, part string, video_path string, locations {LOCATIONS_TYPE}"
+        )
     mappings, missing = read_csv_as_strings(spark, mapping_csvs, MAPPING_COLUMNS, with_file_name=True)
     if missing:
         log.warning("mapping CSVs lack columns %s: their videos count as unmapped", missing)
@@ -185,8 +206,17 @@ def read_mappings(spark: SparkSession, mapping_csvs: Sequence[str]) -> DataFrame
         F.regexp_replace(FILE_NAME_COLUMN, r"(?i)\.csv$", "").alias("part"),
         F.trim("video_path").alias("video_path"),
     ).where(F.col("video").isNotNull() & (F.col("video") != "") & F.col("video_path").isNotNull())
-    first = F.min(F.struct("part", "video_path")).alias("location")
-    return located.groupBy("video").agg(first).select("video", "location.part", "location.video_path")
+    every = F.array_sort(F.collect_set(F.struct("part", "video_path"))).alias("locations")
+    return (
+        located.groupBy("video")
+        .agg(every)
+        .select(
+            "video",
+            F.col("locations")[0]["part"].alias("part"),
+            F.col("locations")[0]["video_path"].alias("video_path"),
+            "locations",
+        )
+    )
 
 
 def curate(
@@ -203,10 +233,11 @@ def curate(
     staged = _staged(raw, cfg).persist(StorageLevel.MEMORY_AND_DISK)
     report = CurationReport(missing_columns=missing)
     dropped = {_BAD: report.bad_rows, _DUPLICATE: report.duplicates_dropped, _FILTERED: report.filtered_out}
-    for (stage, reason), count in count_by(staged, "_stage", "_reason").items():
+    for (stage, reason, control), count in count_by(staged, "_stage", "_reason", "_control").items():
         report.rows_read += count
+        report.captions_with_control_characters += count if control else 0
         if stage is not None:
-            dropped[stage][reason] = count
+            dropped[stage][reason] = dropped[stage].get(reason, 0) + count
 
     kept = staged.where(F.col("_stage").isNull()).select(
         "video",
@@ -219,9 +250,15 @@ def curate(
     )
     located = kept.join(read_mappings(spark, mapping_csvs), on="video", how="left")
     located = located.persist(StorageLevel.MEMORY_AND_DISK)
-    totals = located.agg(F.count(F.lit(1)).alias("kept"), F.count("part").alias("mapped")).first()
+    several_parts = F.size(F.array_distinct(F.col("locations.part"))) > 1
+    totals = located.agg(
+        F.count(F.lit(1)).alias("kept"),
+        F.count("part").alias("mapped"),
+        F.count(F.when(several_parts, True)).alias("conflicting"),
+    ).first()
     report.selected = totals["mapped"]
     report.unmapped = totals["kept"] - totals["mapped"]
+    report.conflicting_mappings = totals["conflicting"]
     staged.unpersist()
     curated = located.where(F.col("part").isNotNull()).select(*OUTPUT_COLUMNS).orderBy("video")
     return curated, report

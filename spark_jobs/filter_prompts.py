@@ -1,8 +1,10 @@
 """Build the prompt pool from VidProM: prompts whose six toxicity scores are all at or under a threshold.
 
 VidProM's videos are CC BY-NC, so only its prompts are used, as realistic text-to-video requests. Each input
-row ends in one place: bad (unusable fields), toxic, duplicate (same normalised prompt) or selected. Run alone
-with ``python -m spark_jobs.filter_prompts`` or ``spark-submit spark_jobs/filter_prompts.py``.
+row ends in one place: bad (unusable fields), toxic, duplicate (same normalised prompt) or selected. Prompts
+are cleaned as captions are (``spark_jobs.text.clean_text``; prompts that held control characters are
+counted). Run alone with ``python -m spark_jobs.filter_prompts`` or
+``spark-submit spark_jobs/filter_prompts.py``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pyspark.sql import functions as F
 from spark_jobs.csv_input import bad_row_reason, count_by, first_reason, parse_number, read_csv_as_strings
 from spark_jobs.filter_config import FilterConfig
 from spark_jobs.outputs import RowReport, add_output_options, run_alone
-from spark_jobs.text import normalize_caption_col
+from spark_jobs.text import clean_text_col, has_control_character_col, normalize_caption_col
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +48,21 @@ class PromptReport(RowReport):
     max_toxicity: float
     toxic_dropped: int = 0
     duplicates_dropped: int = 0
+    prompts_with_control_characters: int = 0  # cleaned (control characters to spaces), not dropped
 
     def outcome(self) -> str:
         return f"{super().outcome()}, {self.toxic_dropped} toxic, {self.duplicates_dropped} duplicates"
 
 
 def _parsed(raw: DataFrame) -> DataFrame:
-    """Typed scores, the normalised prompt, their maximum and ``_bad``: why a row is unusable, or null."""
+    """Typed scores, the cleaned and the normalised prompt, their maximum, ``_bad`` (why a row is unusable,
+    or null) and ``_control`` (whether the prompt held control characters)."""
     scores = {name: parse_number(F.col(name)) for name in TOXICITY_COLUMNS}
-    prompt_norm = normalize_caption_col("prompt")
-    unusable = bad_row_reason({name: F.col(name) for name in REQUIRED_COLUMNS}, scores, REQUIRED_COLUMNS)
+    prompt = clean_text_col("prompt")
+    prompt_norm = normalize_caption_col(prompt)
+    fields = {name: F.col(name) for name in REQUIRED_COLUMNS}
+    fields["prompt"] = prompt
+    unusable = bad_row_reason(fields, scores, REQUIRED_COLUMNS)
     reason = first_reason(
         [
             (unusable.isNotNull(), unusable),
@@ -65,12 +72,13 @@ def _parsed(raw: DataFrame) -> DataFrame:
     )
     return raw.select(
         F.trim("uuid").alias("uuid"),
-        F.col("prompt"),
+        prompt.alias("prompt"),
         prompt_norm.alias("prompt_norm"),
         F.trim("time").alias("time"),
         *(value.alias(name) for name, value in scores.items()),
         F.greatest(*scores.values()).alias("max_toxicity"),
         reason.alias("_bad"),
+        has_control_character_col("prompt").alias("_control"),
     )
 
 
@@ -99,10 +107,11 @@ def filter_prompts(
         log.warning("%s lacks columns %s: rows that need them count as bad", vidprom_csv, missing)
     staged = _parsed(raw).withColumn("_stage", _stage(max_toxicity)).persist(StorageLevel.MEMORY_AND_DISK)
     report = PromptReport(max_toxicity=max_toxicity, missing_columns=missing)
-    for (stage, bad_reason), count in count_by(staged, "_stage", "_bad").items():
+    for (stage, bad_reason, control), count in count_by(staged, "_stage", "_bad", "_control").items():
         report.rows_read += count
+        report.prompts_with_control_characters += count if control else 0
         if stage == _BAD:
-            report.bad_rows[bad_reason] = count
+            report.bad_rows[bad_reason] = report.bad_rows.get(bad_reason, 0) + count
         elif stage == _TOXIC:
             report.toxic_dropped += count
         elif stage == _DUPLICATE:

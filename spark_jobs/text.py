@@ -1,10 +1,20 @@
-"""Caption normalisation, keyword tags and source video ids, in plain Python and as Spark columns.
+"""Caption cleaning and normalisation, keyword tags and source video ids, in Python and as Spark columns.
 
 Both forms must agree exactly: Spark dedups and filters on the normalised caption, and the split (pandas)
-groups clips by it, so a caption that normalised differently in the two would leak across splits.
-Normalising means Unicode NFKC, lower case, every run of characters that are not letters, marks or digits
-(punctuation, symbols, whitespace, control) turned into one space, and no space at either end.
-Keywords match whole words: on the normalised text, " keyword " inside " caption ".
+groups clips by it, so a caption that normalised differently in the two would leak across splits. The
+character-level work (cleaning and NFKC) is one Python function that Spark runs as a pandas UDF, so the two
+forms cannot drift apart; what Spark does natively afterwards (lower case, one regular expression) is
+checked against the Python form by the tests.
+
+Cleaning (``clean_text``) is what a caption or prompt is stored as: control characters (C0 and C1, NUL
+included) become spaces, Unicode format characters (category Cf: zero-width joiners and spaces, soft
+hyphens, bidi controls, the BOM) and variation selectors are removed, runs of whitespace become one space,
+and no space is left at either end. Format characters are invisible, so ``Ni\u200dke`` and ``Nike`` look
+alike; removing them before NFKC makes them normalise alike too.
+Normalising (``normalize_caption``) the cleaned text means Unicode NFKC, lower case, every run of
+characters that are not letters, marks or digits (punctuation, symbols, whitespace) turned into one space,
+and no space at either end. Keywords match whole words: on the normalised text, " keyword " inside
+" caption ".
 """
 
 from __future__ import annotations
@@ -22,6 +32,13 @@ from pyspark.sql.functions import pandas_udf
 # Java regex (Spark) for the characters the Python form replaces by category: not L (letter), M, N.
 _SPARK_NON_WORD = r"[^\p{L}\p{M}\p{N}]+"
 _KEPT_CATEGORIES = frozenset("LMN")
+# C0 and C1 control characters other than the whitespace ones (tab, newline, vertical tab, form feed, CR).
+# Written with escapes so that Python's re, Java (Spark) and RE2 (DuckDB) read the same character class.
+CONTROL_CHARACTERS = r"[\x00-\x08\x0e-\x1f\x7f-\x9f]"
+_WHITESPACE_RUN = re.compile(r"[ \t\n\x0b\x0c\r\u2028\u2029]+")
+# Variation selectors are marks (Mn), not format characters, but as invisible as them: an emoji's VS16
+# would otherwise survive normalisation as a token of its own.
+_VARIATION_SELECTORS = (range(0xFE00, 0xFE10), range(0xE0100, 0xE01F0), range(0x180B, 0x1810))
 _EXTENSION = re.compile(r"\.[A-Za-z0-9]+$")
 SOURCE_ID_LENGTH = 11  # YouTube ids: "{11-char id}_{clip index}.mp4"
 
@@ -44,30 +61,76 @@ DEFAULT_TAG_VOCABULARY: Mapping[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
+def _removal_table() -> dict[int, str | None]:
+    """``str.translate`` table: control characters to a space, format characters and variation selectors
+    to nothing. Built from this interpreter's Unicode database (about 0.1 s), once per cleaner."""
+    table: dict[int, str | None] = {code: " " for code in (*range(0x00, 0x20), *range(0x7F, 0xA0))}
+    table.update((code, None) for code in range(0x110000) if unicodedata.category(chr(code)) == "Cf")
+    table.update((code, None) for block in _VARIATION_SELECTORS for code in block)
+    return table
+
+
+def _text_cleaner() -> Callable[[str | None], str | None]:
+    """Build :func:`clean_text`. It is made inside this function, with its table and pattern as closure
+    values, so that Spark pickles it by value: executors need the standard library only, not this package."""
+    table = _removal_table()
+    whitespace = _WHITESPACE_RUN
+
+    def clean_text(text: str | None) -> str | None:
+        """A caption or prompt as it is stored (see the module doc); None stays None."""
+        if text is None:
+            return None
+        return whitespace.sub(" ", text.translate(table)).strip(" ")
+
+    return clean_text
+
+
+clean_text = _text_cleaner()
+
+
+def has_control_character(text: str | None) -> bool:
+    """Whether the text holds a control character that :func:`clean_text` turns into a space."""
+    return text is not None and re.search(CONTROL_CHARACTERS, text) is not None
+
+
+def has_control_character_col(column: Column | str) -> Column:
+    """Spark form of :func:`has_control_character` (null: false)."""
+    return F.coalesce(
+        (F.col(column) if isinstance(column, str) else column).rlike(CONTROL_CHARACTERS), F.lit(False)
+    )
+
+
 def normalize_caption(text: str | None) -> str | None:
-    """The comparable form of a caption (see the module doc); None stays None."""
+    """The comparable form of a caption, cleaned first (see the module doc); None stays None."""
     if text is None:
         return None
-    lowered = unicodedata.normalize("NFKC", text).lower()
+    lowered = unicodedata.normalize("NFKC", clean_text(text)).lower()
     spaced = "".join(ch if unicodedata.category(ch)[0] in _KEPT_CATEGORIES else " " for ch in lowered)
     return " ".join(spaced.split())
 
 
 @cache
-def _nfkc_udf() -> Callable[[Column], Column]:
-    """A vectorised NFKC UDF (Spark has no NFKC function); defined inside a function so that it is
-    pickled by value and executors need only pandas, not this package."""
+def _text_udf(nfkc: bool) -> Callable[[Column], Column]:
+    """A vectorised UDF running :func:`clean_text` (then NFKC when ``nfkc``; Spark has no NFKC function).
+    Defined inside a function so that it is pickled by value, with the cleaner it closes over."""
+    cleaner = clean_text
 
     @pandas_udf("string")
-    def nfkc(values: pd.Series) -> pd.Series:
-        return values.str.normalize("NFKC")
+    def clean(values: pd.Series) -> pd.Series:
+        cleaned = values.map(cleaner, na_action="ignore")
+        return cleaned.str.normalize("NFKC") if nfkc else cleaned
 
-    return nfkc
+    return clean
+
+
+def clean_text_col(column: Column | str) -> Column:
+    """Spark form of :func:`clean_text`."""
+    return _text_udf(False)(F.col(column) if isinstance(column, str) else column)
 
 
 def normalize_caption_col(column: Column | str) -> Column:
     """Spark form of :func:`normalize_caption`."""
-    nfkc = _nfkc_udf()(F.col(column) if isinstance(column, str) else column)
+    nfkc = _text_udf(True)(F.col(column) if isinstance(column, str) else column)
     return F.trim(F.regexp_replace(F.lower(nfkc), _SPARK_NON_WORD, " "))
 
 

@@ -5,12 +5,16 @@ dashboard's copy of its numbers), and "a snapshot is loaded once" rests on the c
 and the check inside that transaction reading the same row, under a lock per snapshot id. Which
 clips go in and what the numbers say stays with the caller, ``etl.load``; the simulator reads the
 latest snapshot's numbers back to find its prompt pool.
+
+Every DAG run has one ``etl_runs`` row: ``running`` from its first step (``start_run``), then
+``succeeded`` (by the publishing transaction, or ``finish_run`` when the snapshot was published
+before) or ``failed`` with the reason in ``stats`` (``finish_run``, from the failed task).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -47,11 +51,18 @@ class SnapshotClip:
     checksum_sha256: str
 
 
-# Serialises concurrent loads of one snapshot until the transaction ends.
-_LOCK_SNAPSHOT = "select pg_advisory_xact_lock(hashtext(:key))"
+# Serialises concurrent loads of one snapshot (or writers of one run's row) until the transaction ends.
+_LOCK = "select pg_advisory_xact_lock(hashtext(:key))"
+_LATEST_RUN = "select id from etl_runs where dag_run_id = :dag_run_id order by id desc limit 1"
 _INSERT_RUN = """
 insert into etl_runs (dag_run_id, status, finished_at, stats)
-values (:dag_run_id, 'succeeded', now(), cast(:stats as jsonb)) returning id
+values (:dag_run_id, :status, case when cast(:status as text) = 'running' then null else now() end,
+    cast(:stats as jsonb))
+returning id
+"""
+_FINISH_RUN = """
+update etl_runs set status = :status, finished_at = now(), stats = stats || cast(:stats as jsonb)
+where id = :id
 """
 _INSERT_SNAPSHOT = """
 insert into dataset_snapshots (snapshot_id, manifest_object_key, row_counts, stats)
@@ -108,6 +119,35 @@ def snapshot_clips(engine: Engine, snapshot_id: str, split: str) -> list[Snapsho
         return [SnapshotClip(**row) for row in rows]
 
 
+def _run_row(conn: Connection, dag_run_id: str | None, status: str, stats: dict[str, Any]) -> int:
+    """Set the DAG run's row to ``status`` (its latest row: a cleared task may run again after a
+    failure) with ``stats`` merged in, or insert it; a run without a DAG run id always gets a new row."""
+    values = {"dag_run_id": dag_run_id, "status": status, "stats": json.dumps(stats)}
+    if dag_run_id is not None:
+        conn.execute(text(_LOCK), {"key": "etl_run:" + dag_run_id})
+        found = conn.execute(text(_LATEST_RUN), values).scalar_one_or_none()
+        if found is not None:
+            if status != "running":
+                conn.execute(text(_FINISH_RUN), {**values, "id": found})
+            return found
+    return conn.execute(text(_INSERT_RUN), values).scalar_one()
+
+
+def start_run(engine: Engine, dag_run_id: str, stats: dict[str, Any]) -> int:
+    """The run's row, inserted as ``running`` unless it has one (a retried first step); its id."""
+    with engine.begin() as conn:
+        return _run_row(conn, dag_run_id, "running", stats)
+
+
+def finish_run(engine: Engine, dag_run_id: str | None, status: str, stats: dict[str, Any]) -> int:
+    """Mark the run ``succeeded`` or ``failed`` with ``stats`` (the reason of a failure among them)
+    merged into its row; a run that failed before its first step recorded it gets its row now."""
+    if status not in ("succeeded", "failed"):
+        raise ValueError(f"a finished run is 'succeeded' or 'failed', not {status!r}")
+    with engine.begin() as conn:
+        return _run_row(conn, dag_run_id, status, stats)
+
+
 def publish_snapshot(
     engine: Engine,
     snapshot_id: str,
@@ -115,19 +155,21 @@ def publish_snapshot(
     stats: dict[str, Any],
     clips: Sequence[SnapshotClip],
     dag_run_id: str | None,
+    before_commit: Callable[[], None] | None = None,
 ) -> int:
-    """Record the run, the snapshot, its clips and the dashboard's numbers in one transaction.
+    """Record the snapshot, its clips, the dashboard's numbers and the run's success in one transaction.
 
     ``stats`` must be JSON-ready; its ``splits`` are the snapshot's row counts. Concurrent loads of
-    the same snapshot are serialised: the loser finds the row and inserts nothing. Returns the
-    number of clips inserted.
+    the same snapshot are serialised: the loser finds the row and inserts nothing. ``before_commit``
+    runs once every row is in, inside the transaction (the manifest is written there, so it appears
+    only with the rows; an error it raises rolls them back). Returns the number of clips inserted.
     """
     stats_json = json.dumps(stats)
     with engine.begin() as conn:
-        conn.execute(text(_LOCK_SNAPSHOT), {"key": "snapshot:" + snapshot_id})
+        conn.execute(text(_LOCK), {"key": "snapshot:" + snapshot_id})
         if _snapshot_row_exists(conn, snapshot_id):
             return 0
-        run_id = conn.execute(text(_INSERT_RUN), {"dag_run_id": dag_run_id, "stats": stats_json}).scalar_one()
+        run_id = _run_row(conn, dag_run_id, "succeeded", stats)
         counts = json.dumps(stats.get("splits", {}))
         snapshot = {"id": snapshot_id, "key": manifest_key, "counts": counts, "stats": stats_json}
         conn.execute(text(_INSERT_SNAPSHOT), snapshot)
@@ -135,6 +177,8 @@ def publish_snapshot(
         row = {"snapshot_id": snapshot_id, "etl_run_id": run_id}
         inserted = sum(conn.execute(text(_INSERT_CLIP), {**asdict(clip), **row}).rowcount for clip in clips)
         _put_dashboard_stats(conn, snapshot_id, stats)
+        if before_commit is not None:
+            before_commit()
     return inserted
 
 

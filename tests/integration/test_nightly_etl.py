@@ -1,10 +1,17 @@
 """nightly_etl on generated mirrors served to the real hub client: one run end to end through the Airflow
-REST API, the same night again, and the gate's failure paths by calling the steps as the DAG's tasks do."""
+REST API, the same night again, the gate's failure paths by calling the steps as the DAG's tasks do, and
+one failing DAG run (what `adfame dags trigger --wait` and `etl_runs` say about it). Damaged data is in
+test_nightly_etl_damage.py."""
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -28,6 +35,7 @@ from operators.etl_step import EtlStepOperator
 
 pytestmark = pytest.mark.integration
 DAG_ID = "nightly_etl"
+ADFAME = str(Path(sys.executable).parent / "adfame")
 # What runs before the gate, in the DAG's order (the prompt pool and the images do not feed it).
 STEPS_BEFORE_THE_GATE = (
     pipeline.fetch_metadata,
@@ -103,6 +111,15 @@ def snapshot_rows(snapshot_id: str) -> int:
         ).scalar_one()
 
 
+def etl_runs(dag_run_id: str) -> list[dict[str, Any]]:
+    with db.engine().connect() as conn:
+        rows = conn.execute(
+            text("select status, snapshot_id, finished_at, stats from etl_runs where dag_run_id = :r"),
+            {"r": dag_run_id},
+        )
+        return [dict(row) for row in rows.mappings()]
+
+
 def test_loads_a_snapshot_once_without_split_leakage(airflow, settings, tmp_path_factory) -> None:
     mirror = tmp_path_factory.mktemp("mirror-good")
     summary = generate_mirror(mirror, rows=3000, clips=48, parts=3, corrupt=2)
@@ -138,6 +155,8 @@ def test_loads_a_snapshot_once_without_split_leakage(airflow, settings, tmp_path
     assert overlap == 0
     assert stats["clips"] == rows and stats["corrupt"] == len(summary.corrupt_clips)
     assert set(stats["splits"]) == {"train", "val", "test"}
+    (recorded,) = etl_runs(run.run_id)
+    assert (recorded["status"], recorded["snapshot_id"]) == ("succeeded", snapshot_id)
 
     # The same night again: its load task finds the snapshot published and adds nothing to the bucket
     # or the tables (the steps before it only rewrite the run's work folder).
@@ -145,6 +164,26 @@ def test_loads_a_snapshot_once_without_split_leakage(airflow, settings, tmp_path
     assert rerun["already_loaded"] is True
     assert snapshot_rows(snapshot_id) == rows
     assert snapshot_objects(store, snapshot_id) == objects
+
+
+def test_a_failed_run_is_recorded_and_trigger_wait_says_why(airflow, stack_environment) -> None:
+    """The one failing DAG run: a conf error fails the first task at once (no retry can fix it), the
+    run's etl_runs row says failed and why, and `adfame dags trigger --wait` prints the error and log."""
+    conf = json.dumps({"snapshot_id": "no spaces allowed"})
+    command = [ADFAME, "dags", "trigger", DAG_ID, "--conf", conf, "--wait", "--timeout", "300"]
+    result = subprocess.run(command, env=stack_environment, capture_output=True, text=True, timeout=360)
+    assert result.returncode == 1, result.stdout + result.stderr
+    out = result.stdout
+    run_id = re.search(rf"triggered {DAG_ID} run (\S+):", out).group(1)
+    assert (
+        "ingest.fetch_metadata: failed\n    error (try 1): BadRunConf: snapshot_id 'no spaces allowed'" in out
+    )
+    log_path = Path(re.search(r"    log: (\S+)", out).group(1))
+    assert log_path.name == "attempt=1.log" and "BadRunConf" in log_path.read_text()
+    (recorded,) = etl_runs(run_id)
+    assert recorded["status"] == "failed" and recorded["finished_at"] is not None
+    assert recorded["stats"]["failed_task"] == "ingest.fetch_metadata"
+    assert recorded["stats"]["reason"].startswith("ingest.fetch_metadata: BadRunConf: snapshot_id")
 
 
 @pytest.mark.parametrize(

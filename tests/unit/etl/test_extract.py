@@ -128,3 +128,59 @@ def test_extraction_verifies_resizes_quarantines_and_counts(
 def test_records_without_a_member_name_are_rejected(mirror: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="video_path"):
         extract_clips([{"video": "a.mp4", "part": "OpenVid_part1"}], LocalSource(mirror), tmp_path)
+
+
+def test_a_clip_mapped_to_several_parts_is_found_in_the_one_holding_it(mirror: Path, tmp_path: Path) -> None:
+    def located(video: str, *locations: tuple[str, str]) -> dict[str, object]:
+        (part, path), *_ = locations
+        spots = [{"part": p, "video_path": v} for p, v in locations]
+        return {"video": video, "part": part, "video_path": path, "locations": spots}
+
+    records = [
+        # listed in part 1 first (as curation sorts parts), held by part 2
+        located(
+            "good_a.mp4", ("OpenVid_part1", "OpenVid_part1/good_a.mp4"), ("OpenVid_part2", "p2/good_a.mp4")
+        ),
+        # its first part is not in the source at all
+        located(
+            "good_1.mp4", ("OpenVid_part0", "p0/good_1.mp4"), ("OpenVid_part1", "OpenVid_part1/good_1.mp4")
+        ),
+        # in none of its parts
+        located(
+            "nowhere.mp4", ("OpenVid_part1", "OpenVid_part1/nowhere.mp4"), ("OpenVid_part2", "p2/nowhere.mp4")
+        ),
+    ]
+    result = extract_clips(records, LocalSource(mirror), tmp_path, MediaConfig(video_height=32, workers=2))
+
+    rows = {row.video: row for row in result.rows}
+    assert [rows[v].status for v in ("good_a.mp4", "good_1.mp4", "nowhere.mp4")] == [OK, OK, MISSING]
+    assert (rows["good_a.mp4"].part, rows["good_a.mp4"].video_path) == ("OpenVid_part2", "p2/good_a.mp4")
+    assert rows["good_a.mp4"].reason.startswith("found in OpenVid_part2; not in OpenVid_part1: ")
+    assert rows["nowhere.mp4"].reason.startswith("in none of its mapped parts: OpenVid_part1: ")
+    assert "OpenVid_part2: 'p2/nowhere.mp4' is not a member" in rows["nowhere.mp4"].reason
+    stats = result.stats
+    assert (stats.clips_ok, stats.clips_missing, stats.clips_found_elsewhere) == (2, 1, 2)
+    parts_size = sum(p.stat().st_size for p in mirror.glob("OpenVid_part*"))
+    assert stats.parts == 2 and stats.parts_bytes == parts_size  # part 1, read in both rounds, counts once
+    assert stats.part_problems == {
+        "OpenVid_part0": {
+            "status": MISSING,
+            "reason": "zip part 'OpenVid_part0' not found in the source",
+            "clips": 1,
+        }
+    }
+
+
+def test_an_unreadable_part_is_reported_with_its_clips(mirror: Path, tmp_path: Path) -> None:
+    whole = (mirror / "OpenVid_part1.zip").read_bytes()
+    truncated = tmp_path / "source"
+    truncated.mkdir()
+    (truncated / "OpenVid_part1.zip").write_bytes(whole[: len(whole) * 3 // 5])  # the directory is gone
+    records = RECORDS[:4]
+    result = extract_clips(records, LocalSource(truncated), tmp_path / "out", MediaConfig(video_height=32))
+
+    assert {row.status for row in result.rows} == {CORRUPT}
+    (problem,) = result.stats.part_problems.values()
+    assert problem["status"] == CORRUPT and problem["clips"] == 4
+    assert problem["reason"].startswith("part directory unreadable: ")
+    assert result.stats.as_dict()["part_problems"]["OpenVid_part1"] == problem

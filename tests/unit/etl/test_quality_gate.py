@@ -77,7 +77,9 @@ def test_fails_on_missing_column(good: pd.DataFrame) -> None:
 
 def test_fails_when_corrupt_share_above_threshold(good: pd.DataFrame) -> None:
     result = failing(good, {"corrupt": 15, "attempted": 100})
-    assert result.failures == ["corrupt share 0.15 (15/100 clips) above 0.10"]
+    assert result.failures == [
+        "corrupt share 0.15 (15/100 clips) above 0.10: 15 clips did not decode (see the extraction report)"
+    ]
 
 
 def test_fails_when_a_split_share_is_off(good: pd.DataFrame) -> None:
@@ -123,3 +125,45 @@ def test_fails_on_too_few_clips_and_missing_source_columns(good: pd.DataFrame) -
     result = failing(good.iloc[:10], {**GOOD_STATS, "missing_columns": ["seconds"]})
     assert "10 clips, fewer than min_clips 20" in result.failures
     assert "source CSV lacks columns ['seconds']" in result.failures
+
+
+def test_names_the_part_behind_the_corrupt_share(good: pd.DataFrame) -> None:
+    problems = {
+        "OpenVid_part2": {
+            "status": "corrupt",
+            "reason": "part directory unreadable: no end record",
+            "clips": 11,
+        }
+    }
+    result = failing(good, {"corrupt": 13, "attempted": 100, "part_problems": problems})
+    assert result.failures == [
+        "corrupt share 0.13 (13/100 clips) above 0.10: zip part OpenVid_part2: part directory unreadable: "
+        "no end record (11 clips); 2 clips did not decode (see the extraction report)"
+    ]
+    corrupt = next(check for check in result.report["checks"] if check["check"] == "corrupt_share")
+    assert corrupt["causes"][0].startswith("zip part OpenVid_part2")
+
+
+def test_fails_when_too_many_selected_clips_are_missing(good: pd.DataFrame) -> None:
+    problems = {
+        "OpenVid_part9": {"status": "missing", "reason": "zip part 'OpenVid_part9' not found", "clips": 4}
+    }
+    result = failing(good, {"corrupt": 0, "attempted": 90, "missing": 10, "part_problems": problems})
+    assert result.failures == [
+        "missing share 0.10 (10/100 clips) above 0.05: zip part OpenVid_part9: zip part 'OpenVid_part9' not "
+        "found (4 clips); 6 clips not members of any part they are mapped to"
+    ]
+    # Under the threshold the check passes, and its report still says what was missing and why.
+    passed = validate_curated(good, {"corrupt": 0, "attempted": 99, "missing": 1}, GATE, SPLIT)
+    missing = next(check for check in passed.report["checks"] if check["check"] == "clips_missing")
+    assert passed.success and missing["observed"] == 0.01
+    assert missing["causes"] == ["1 clips not members of any part they are mapped to"]
+
+
+def test_fails_on_control_characters_in_text(good: pd.DataFrame) -> None:
+    bad = good.copy()
+    bad.loc[3, "caption"] = "a caption with a \x00 in it"
+    result = failing(bad)
+    assert result.failures == [
+        f"control characters in column 'caption' of 1 clips, e.g. {[bad.loc[3, 'video']]!r}"
+    ]

@@ -175,3 +175,49 @@ def test_main_writes_parquet_and_report(mirror: Path, tmp_path: Path, spark: Spa
     assert sorted(written["video"]) == ["aaaaaaaaaaa_0.mp4", "jjjjjjjjjjj_0.mp4"]
     assert report["selected"] == 2 and report["filtered_out"]["no_brand_keyword"] == 9
     assert "too_short" not in report["filtered_out"]  # ccccccccccc_1 (1 s) is unmapped now instead
+
+
+HOSTILE = [
+    row("kkkkkkkkkkk_0.mp4", 'A Nike runner says "go",\nthen jogs\r\nalong the beach'),  # quoted line breaks
+    row(
+        "kkkkkkkkkkk_1.mp4", 'Adidas\x00sneakers, "new"\x1bon a court'
+    ),  # control characters in a quoted field
+    row("kkkkkkkkkkk_2.mp4", "Ni\u200dke hoodie in the gym \u2764\ufe0f"),  # format characters: removed
+    row("lllllllllll_0.mp4", "Nike ad", seconds="inf"),
+    row("lllllllllll_1.mp4", "Nike ad", fps="-inf"),  # non-finite, not "negative"
+    row("lllllllllll_2.mp4", "Nike ad", aesthetic="1e400"),  # too large for a double
+    row("lllllllllll_3.mp4", "Nike ad", motion="NaN"),
+    row("lllllllllll_4\x00.mp4", "Nike ad"),  # a NUL in a clip's name: refused, not cleaned
+    row("mmmmmmmmmmm_0.mp4", "\u200b\u2060"),  # only invisible characters: a missing caption
+]
+
+
+def test_rfc4180_csv_with_bom_crlf_and_hostile_text(spark: SparkSession, tmp_path: Path) -> None:
+    path = tmp_path / "hostile.csv"
+    with path.open("w", newline="", encoding="utf-8-sig") as handle:  # BOM; csv writes CRLF line ends
+        writer = csv.writer(handle)
+        writer.writerow(HEADER)
+        writer.writerows(HOSTILE)
+    mappings = tmp_path / "video_mappings"
+    videos = ["kkkkkkkkkkk_0.mp4", "kkkkkkkkkkk_1.mp4", "kkkkkkkkkkk_2.mp4"]
+    write_csv(mappings / "OpenVid_part3.csv", ["video", "video_path"], [(v, f"3/{v}") for v in videos])
+    write_csv(mappings / "OpenVid_part1.csv", ["video", "video_path"], [(videos[0], f"1/{videos[0]}")])
+
+    df, report = curate(spark, str(path), [str(mappings / "*.csv")], FilterConfig())
+    clips = df.toPandas().set_index("video")
+    assert report.rows_read == len(HOSTILE) and report.missing_columns == []
+    assert report.bad_rows == {"non_finite_number": 4, "control_character_in_video": 1, "missing_field": 1}
+    assert report.captions_with_control_characters == 1
+    assert sorted(clips.index) == videos
+    assert clips.loc[videos[0], "caption"] == 'A Nike runner says "go", then jogs along the beach'
+    assert clips.loc[videos[1], "caption"] == 'Adidas sneakers, "new" on a court'
+    assert clips.loc[videos[2], "caption"] == "Nike hoodie in the gym \u2764"
+    assert clips.loc[videos[2], "caption_norm"] == "nike hoodie in the gym"
+    assert "brand:nike" in list(clips.loc[videos[2], "tags"])
+    # Listed in two parts: both kept, in part order, and counted; the others have one location.
+    assert report.conflicting_mappings == 1
+    assert [dict(loc) for loc in clips.loc[videos[0], "locations"]] == [
+        {"part": "OpenVid_part1", "video_path": f"1/{videos[0]}"},
+        {"part": "OpenVid_part3", "video_path": f"3/{videos[0]}"},
+    ]
+    assert clips.loc[videos[0], "part"] == "OpenVid_part1" and len(clips.loc[videos[1], "locations"]) == 1

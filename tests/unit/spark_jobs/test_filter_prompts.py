@@ -78,3 +78,23 @@ def test_main_writes_parquet_and_report(spark: SparkSession, vidprom_csv: Path, 
     assert main(argv) == 0
     assert sorted(pd.read_parquet(out)["uuid"]) == ["u01", "u06", "u12"]
     assert json.loads(report_path.read_text())["selected"] == 3
+
+
+def test_prompts_are_cleaned_and_line_breaks_kept_in_their_record(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    rows = [
+        row("v1", 'A cat\x00 in\na\r\nhat, "cinematic"'),  # NUL, quoted line breaks, quotes
+        row("v2", "a cat in a hat cinematic"),  # the same prompt once cleaned: a duplicate
+        row("v3", "Ni\u200dke shoes \u2764\ufe0f", scores=["inf", *CLEAN[1:]]),  # non-finite score: bad
+    ]
+    path = tmp_path / "VidProM_unique.csv"
+    with path.open("w", newline="", encoding="utf-8-sig") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(VIDPROM_COLUMNS)
+        writer.writerows(rows)
+    df, report = filter_prompts(spark, str(path), max_toxicity=0.2)
+    prompts = df.toPandas()
+    assert report.rows_read == 3 and report.prompts_with_control_characters == 1
+    assert report.bad_rows == {"non_finite_number": 1} and report.duplicates_dropped == 1
+    assert list(prompts["prompt"]) == ['A cat in a hat, "cinematic"']

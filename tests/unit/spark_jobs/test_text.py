@@ -1,4 +1,4 @@
-"""Caption normalisation and tagging: the Python and the Spark forms agree on tricky text."""
+"""Caption cleaning, normalisation and tagging: the Python and the Spark forms agree on tricky text."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs.text import (
+    clean_text,
+    clean_text_col,
     extract_tags,
     extract_tags_col,
+    has_control_character,
+    has_control_character_col,
     has_keyword,
     has_keyword_col,
     normalize_caption,
@@ -29,6 +33,10 @@ TRICKY = [
     "under-armour tracksuit at the BEACH",
     "İstanbul ΣΊΣΥΦΟΣ",
     "emoji 😀 run_fast",
+    "Ni\u200dke hood\u00adie \u202eeikooh\u202c \u2764\ufe0f",  # zero-width joiner, soft hyphen, bidi, VS16
+    "nul\x00byte\x1bescape\x7fdel\x85next",  # C0 and C1 control characters
+    "line one\r\nline two\n\tend\u2028",
+    "\u200b\u2060\ufeff",  # nothing but format characters
     "",
     "   ",
     None,
@@ -58,6 +66,43 @@ KEYWORDS = ("nike", "under armour", "vans")
 )
 def test_normalize_caption(text: str | None, expected: str | None) -> None:
     assert normalize_caption(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "cleaned", "normalized"),
+    [
+        ("Ni\u200dke", "Nike", "nike"),  # a zero-width joiner no longer splits the word
+        ("Ni\u00adke  ru\u200bnner", "Nike runner", "nike runner"),
+        ("\u202eNIKE\u202c", "NIKE", "nike"),
+        ("I \u2764\ufe0f Adidas", "I \u2764 Adidas", "i adidas"),  # no stray variation-selector token
+        ("caption\x00with NUL", "caption with NUL", "caption with nul"),
+        ("two\r\nlines\n\n", "two lines", "two lines"),
+        ("\ufeff\u200d", "", ""),
+        (None, None, None),
+    ],
+)
+def test_clean_text_removes_invisible_characters_before_nfkc(
+    text: str | None, cleaned: str | None, normalized: str | None
+) -> None:
+    assert clean_text(text) == cleaned
+    assert normalize_caption(text) == normalized
+    assert clean_text(cleaned) == cleaned  # cleaning twice changes nothing
+
+
+def test_lookalike_captions_normalise_alike() -> None:
+    plain = "A runner in Nike shoes, at the beach."
+    lookalikes = [
+        "a runner in NI\u200dKE shoes at the beach",
+        "\uff21 runner in Nike shoes; at the beach!",  # a full-width letter
+        "A run\u00adner in Nike\ufe0f shoes, at the \u200ebeach\u200f.",
+    ]
+    assert {normalize_caption(text) for text in lookalikes} == {normalize_caption(plain)}
+    assert extract_tags(normalize_caption(lookalikes[0])) == ["brand:nike", "setting:beach"]
+
+
+def test_control_characters_are_found() -> None:
+    assert has_control_character("a\x00b") and has_control_character("\x9b")
+    assert not has_control_character("tab\tnew\nline\r") and not has_control_character(None)
 
 
 def test_keywords_match_whole_words_only() -> None:
@@ -98,12 +143,16 @@ def test_spark_forms_equal_python_forms(spark: SparkSession) -> None:
     norm = normalize_caption_col("text")
     rows = texts.select(
         "text",
+        clean_text_col("text").alias("clean"),
+        has_control_character_col("text").alias("control"),
         norm.alias("norm"),
         extract_tags_col(norm).alias("tags"),
         has_keyword_col(norm, KEYWORDS).alias("has_keyword"),
     ).collect()
     for row in rows:
         expected = normalize_caption(row["text"])
+        assert row["clean"] == clean_text(row["text"]), row["text"]
+        assert row["control"] == has_control_character(row["text"]), row["text"]
         assert row["norm"] == expected, row["text"]
         assert row["tags"] == extract_tags(expected), row["text"]
         assert row["has_keyword"] == has_keyword(expected, KEYWORDS), row["text"]
