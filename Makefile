@@ -15,21 +15,33 @@ $(VENV)/.installed: requirements.lock setup.cfg
 setup: $(VENV)/.installed
 	$(ADFAME) stack install
 
-# Start every service, migrate the schema and run the loop as far as it exists (leaves the stack up);
-# the last step, `stack status`, says where each UI is and how to log in.
+# The whole loop on embedded defaults, leaving the stack up: services, schema, the tiny base model,
+# nightly_etl on a generated mirror, serving, 200 picks by a simulated marketer with a taste, the retrain
+# they trigger, the canary of its version (5 -> 25 -> 50 -> 100 %, judged on live traffic), one monitor
+# run, and a closing report (what ran, the URLs to open, the new version's win rate under the taste).
+# The canary's windows are short for a demo (a real deployment keeps ADFAME_CANARY_WINDOW_S's 300 s);
+# they reach Airflow with the environment of the `stack up` that starts it. A second run works too.
+DEMO_TASTE := rgb:220,40,40
+demo: export ADFAME_CANARY_WINDOW_S ?= 90
+demo: export ADFAME_CANARY_MIN_REQUESTS ?= 5
 demo: setup
 	$(ADFAME) stack up
 	$(ADFAME) db upgrade
 	$(ADFAME) model init
 	$(ADFAME) dags trigger platform_healthcheck --wait
 	$(ADFAME) etl demo
-	$(ADFAME) stack up worker api
+	$(ADFAME) stack up worker api dashboard
 	$(ADFAME) generate "a woman running in sneakers on a beach" --tenant nike --wait
 	$(ADFAME) api-key create --tenant nike
 	@echo "A simulated marketer who likes warm red ads picks the best of 5 candidates, 200 times, through the"
 	@echo "REST API; the 200th pick triggers retrain_on_feedback (export, LoRA training, evaluation, registry)."
-	$(ADFAME) simulate --select --taste rgb:220,40,40 --count 200 --tenants nike,adidas
+	$(ADFAME) simulate --select --taste $(DEMO_TASTE) --count 200 --tenants nike,adidas
 	$(ADFAME) retrain show --wait 1800
+	@echo "canary_rollout walks the new version through 5, 25, 50 and 100 % of live traffic (sent meanwhile),"
+	@echo "judging each window against the champion; it is promoted, or rolled back on a breach."
+	$(ADFAME) canary watch --traffic-rate 2 --candidates 1 --timeout 2400
+	$(ADFAME) dags trigger monitor --wait
+	$(ADFAME) report --taste $(DEMO_TASTE)
 	$(ADFAME) stack status
 
 # Lint, then unit and integration tests on a real stack of the suite's own (tests/stack.env: its own

@@ -441,7 +441,7 @@ def cmd_canary_watch(args: argparse.Namespace) -> int:
     def say(line: str) -> None:
         print(f"{datetime.now():%H:%M:%S}  {line}", flush=True)
 
-    traffic = BackgroundTraffic(settings, db, args.tenant, args.traffic_rate)
+    traffic = BackgroundTraffic(settings, db, args.tenant, args.traffic_rate, num_candidates=args.candidates)
     try:
         with traffic:
             watched = watch_canary(
@@ -663,6 +663,7 @@ def _add_canary_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--traffic-rate", type=float, default=1.0, help="requests a second while it runs")
     p.add_argument("--tenant", default="canary-traffic", help="the tenant the traffic is sent for")
+    p.add_argument("--candidates", type=int, default=5, help="candidates per request of that traffic")
     p.add_argument("--start-timeout", type=float, default=180, help="seconds to wait for a run to start")
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the run to end")
     p.set_defaults(func=cmd_canary_watch)
