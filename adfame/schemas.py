@@ -7,14 +7,18 @@ a person can act on; the same model validates the REST body and the Kafka payloa
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from adfame.text import clean_text
+
 SCHEMA_VERSION = 1
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+MIN_PROMPT_CHARS = 3
 MAX_PROMPT_CHARS = 1000
 MAX_EVENT_ERROR_CHARS = 500  # the full error stays in PostgreSQL; an event carries its start
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -28,7 +32,7 @@ class PromptRequest(BaseModel):
     schema_version: Literal[1] = SCHEMA_VERSION
     request_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     tenant: str = Field(pattern=TENANT_PATTERN, description="brand the request belongs to")
-    prompt: str = Field(min_length=3, max_length=MAX_PROMPT_CHARS)
+    prompt: str = Field(min_length=MIN_PROMPT_CHARS, max_length=MAX_PROMPT_CHARS)
     num_candidates: int = Field(5, ge=1, le=8)
     num_frames: int = Field(16, ge=1, le=129)
     fps: int = Field(8, ge=1, le=60)
@@ -40,16 +44,21 @@ class PromptRequest(BaseModel):
     @field_validator("prompt")
     @classmethod
     def _readable_text(cls, value: str) -> str:
-        value = value.strip()
-        if len(value) < 3:
-            raise ValueError("prompt must hold at least 3 visible characters")
+        """The prompt as it is stored: cleaned by ``adfame.text.clean_text`` (invisible format characters,
+        zero-width and bidi controls removed), so it reads as it shows; refused when little is left."""
         if _CONTROL.search(value):
             raise ValueError("prompt must be plain text (no control characters)")
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise ValueError("prompt must be valid Unicode text (no lone surrogates)") from None
-        return value
+        cleaned = clean_text(value) or ""
+        if len(cleaned) < MIN_PROMPT_CHARS:
+            invisible = sum(unicodedata.category(ch) == "Cf" for ch in value)
+            hidden = f"; its {invisible} invisible format characters (zero-width, bidi controls) do not count"
+            hidden = hidden if invisible else ""
+            raise ValueError(f"prompt must hold at least {MIN_PROMPT_CHARS} visible characters{hidden}")
+        return cleaned
 
     @property
     def duration_s(self) -> float:

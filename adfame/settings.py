@@ -36,6 +36,9 @@ _GENERATED_SECRETS = {
     # that secret under (without a fixed one, a restarted server could not read its webhooks back).
     "MLFLOW_WEBHOOK_SECRET": lambda: secrets.token_urlsafe(32),
     "MLFLOW_WEBHOOK_ENCRYPTION_KEY": lambda: _fernet_key(),
+    # MLflow's basic auth in docker-compose.yaml: the admin's password, the Flask session key.
+    "MLFLOW_PASSWORD": lambda: secrets.token_urlsafe(18),
+    "MLFLOW_FLASK_SECRET_KEY": lambda: secrets.token_urlsafe(32),
 }
 
 
@@ -129,6 +132,13 @@ class Settings(BaseSettings):
     variation_strategy: str = "shot_styles"
     worker_group: str = "adfame-workers"
     api_port: int = 8000
+    # REST API limits (inference/api_limits.py; docs/security.md): requests per tenant a minute
+    # (sustained; 0: no limit) and at once (burst), answered 429 with Retry-After above them; the largest
+    # request body in bytes (413 above it); how long a candidate's presigned download URL stays valid.
+    api_rate_limit_per_minute: int = Field(1200, ge=0)
+    api_rate_limit_burst: int = Field(200, ge=1)
+    api_max_body_bytes: int = Field(65536, ge=1024)
+    api_presign_ttl_s: int = Field(3600, ge=1, le=604800)
     retrain_dag_id: str = RETRAIN_DAG_ID
     milestone_retry_s: float = 15.0
 

@@ -24,6 +24,7 @@ from adfame.airflow_client import AirflowClient
 from adfame.db import create_engine_for
 from adfame.settings import Settings, get_settings
 from inference.api_errors import register_error_handlers
+from inference.api_limits import BodySizeLimit
 from inference.api_metrics import MetricsMiddleware
 from inference.api_routes import ROUTERS, STATIC_DIR
 from inference.api_services import ApiOptions, Services, build_services
@@ -59,6 +60,8 @@ def create_app(
         lifespan=_lifespan(services, owns_engine=owns_engine),
     )
     app.state.services = services
+    # Added first, so the metrics (outside it) count its 413 answers too.
+    app.add_middleware(BodySizeLimit, max_bytes=options.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     register_error_handlers(app)
     for router in ROUTERS:

@@ -20,6 +20,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from adfame.db import DatabaseUnavailable
 from adfame.messaging import MessagingError
 from adfame.storage import ObjectStoreError
+from inference.api_limits import RateLimited
 from inference.api_schemas import ConflictView, ErrorView, ValidationErrorView
 from inference.feedback import AlreadySelected, JobNotFinished, SelectionError
 
@@ -84,8 +85,15 @@ async def _service_unavailable(_request: Request, exc: Exception) -> JSONRespons
     return json_response(ErrorView(detail=detail), status.HTTP_503_SERVICE_UNAVAILABLE)
 
 
+async def _rate_limited(_request: Request, exc: RateLimited) -> JSONResponse:
+    response = json_response(ErrorView(detail=str(exc)), status.HTTP_429_TOO_MANY_REQUESTS)
+    response.headers["Retry-After"] = exc.retry_after_header
+    return response
+
+
 def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(RateLimited, _rate_limited)
     app.add_exception_handler(SelectionError, _selection_error)
     for unavailable in (*_DATABASE_DOWN, MessagingError, KafkaError, ObjectStoreError):
         app.add_exception_handler(unavailable, _service_unavailable)

@@ -52,7 +52,9 @@ WAIT_POLL_S = 0.25
 # The answers every authenticated endpoint can give besides its own.
 _COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorView, "description": "no valid API key"},
+    413: {"model": ErrorView, "description": "request body above ADFAME_API_MAX_BODY_BYTES"},
     422: {"model": ValidationErrorView, "description": "invalid input"},
+    429: {"model": ErrorView, "description": "the tenant's request rate limit; see Retry-After"},
     503: {"model": ErrorView, "description": "a service is down"},
 }
 

@@ -27,6 +27,7 @@ from adfame.repositories.requests import fail_unqueued
 from adfame.schemas import PromptRequest
 from adfame.settings import Settings
 from adfame.storage import ObjectStore
+from inference.api_limits import TenantRateLimiter
 from inference.api_metrics import ApiMetrics
 from inference.auth import tenant_for_key
 from inference.feedback import MilestoneTrigger
@@ -43,6 +44,9 @@ class ApiOptions:
     milestone_retry_s: float = 15.0
     presign_ttl_s: int = 3600
     kafka_ack_timeout_s: float = 10.0
+    rate_limit_per_minute: int = 1200
+    rate_limit_burst: int = 200
+    max_body_bytes: int = 65536
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ApiOptions:
@@ -51,6 +55,10 @@ class ApiOptions:
             port=settings.api_port,
             retrain_dag_id=settings.retrain_dag_id,
             milestone_retry_s=settings.milestone_retry_s,
+            presign_ttl_s=settings.api_presign_ttl_s,
+            rate_limit_per_minute=settings.api_rate_limit_per_minute,
+            rate_limit_burst=settings.api_rate_limit_burst,
+            max_body_bytes=settings.api_max_body_bytes,
         )
 
 
@@ -104,6 +112,7 @@ class Services:
     producer: LazyProducer
     trigger: MilestoneTrigger
     metrics: ApiMetrics
+    limiter: TenantRateLimiter
 
     def queue(self, request: PromptRequest) -> None:
         """Record the job and put it on Kafka; a job whose message could not be sent is marked failed."""
@@ -137,7 +146,8 @@ def build_services(
         on_triggered=lambda milestones: metrics.milestones_triggered.inc(len(milestones)),
     )
     store, producer = ObjectStore(settings), LazyProducer(settings)
-    return Services(settings, options, engine, store, producer, trigger, metrics)
+    limiter = TenantRateLimiter(options.rate_limit_per_minute, options.rate_limit_burst)
+    return Services(settings, options, engine, store, producer, trigger, metrics, limiter)
 
 
 # ---- dependencies ---------------------------------------------------------------------------------
@@ -158,13 +168,15 @@ def require_tenant(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     api_key: Annotated[str | None, Security(_api_key_header)],
 ) -> str:
-    """The tenant of the caller's API key; 401 with the reason when there is none or it is not valid."""
+    """The tenant of the caller's API key; 401 with the reason when there is none or it is not valid,
+    RateLimited (429) when the tenant has used up its requests for now."""
     key = bearer.credentials if bearer is not None else api_key
     if not key:
         raise _unauthorized("missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
     tenant = tenant_for_key(services.engine, key)
     if tenant is None:
         raise _unauthorized("unknown or revoked API key")
+    services.limiter.check(tenant)
     return tenant
 
 

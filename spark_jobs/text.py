@@ -6,11 +6,10 @@ character-level work (cleaning and NFKC) is one Python function that Spark runs 
 forms cannot drift apart; what Spark does natively afterwards (lower case, one regular expression) is
 checked against the Python form by the tests.
 
-Cleaning (``clean_text``) is what a caption or prompt is stored as: control characters (C0 and C1, NUL
-included) become spaces, Unicode format characters (category Cf: zero-width joiners and spaces, soft
-hyphens, bidi controls, the BOM) and variation selectors are removed, runs of whitespace become one space,
-and no space is left at either end. Format characters are invisible, so ``Ni\u200dke`` and ``Nike`` look
-alike; removing them before NFKC makes them normalise alike too.
+Cleaning (``clean_text``, from ``adfame.text``, the one implementation the REST API's prompts share) is
+what a caption or prompt is stored as: control characters become spaces, Unicode format characters (zero-
+width, bidi controls, the BOM) and variation selectors are removed, whitespace runs become one space, both
+ends are trimmed. Removing the invisible characters before NFKC makes look-alikes normalise alike too.
 Normalising (``normalize_caption``) the cleaned text means Unicode NFKC, lower case, every run of
 characters that are not letters, marks or digits (punctuation, symbols, whitespace) turned into one space,
 and no space at either end. Keywords match whole words: on the normalised text, " keyword " inside
@@ -29,16 +28,14 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 
+from adfame.text import clean_text, text_cleaner
+
 # Java regex (Spark) for the characters the Python form replaces by category: not L (letter), M, N.
 _SPARK_NON_WORD = r"[^\p{L}\p{M}\p{N}]+"
 _KEPT_CATEGORIES = frozenset("LMN")
 # C0 and C1 control characters other than the whitespace ones (tab, newline, vertical tab, form feed, CR).
 # Written with escapes so that Python's re, Java (Spark) and RE2 (DuckDB) read the same character class.
 CONTROL_CHARACTERS = r"[\x00-\x08\x0e-\x1f\x7f-\x9f]"
-_WHITESPACE_RUN = re.compile(r"[ \t\n\x0b\x0c\r\u2028\u2029]+")
-# Variation selectors are marks (Mn), not format characters, but as invisible as them: an emoji's VS16
-# would otherwise survive normalisation as a token of its own.
-_VARIATION_SELECTORS = (range(0xFE00, 0xFE10), range(0xE0100, 0xE01F0), range(0x180B, 0x1810))
 _EXTENSION = re.compile(r"\.[A-Za-z0-9]+$")
 SOURCE_ID_LENGTH = 11  # YouTube ids: "{11-char id}_{clip index}.mp4"
 
@@ -59,33 +56,6 @@ DEFAULT_TAG_VOCABULARY: Mapping[str, tuple[str, ...]] = {
         "skatepark", "pool",
     ),
 }  # fmt: skip
-
-
-def _removal_table() -> dict[int, str | None]:
-    """``str.translate`` table: control characters to a space, format characters and variation selectors
-    to nothing. Built from this interpreter's Unicode database (about 0.1 s), once per cleaner."""
-    table: dict[int, str | None] = {code: " " for code in (*range(0x00, 0x20), *range(0x7F, 0xA0))}
-    table.update((code, None) for code in range(0x110000) if unicodedata.category(chr(code)) == "Cf")
-    table.update((code, None) for block in _VARIATION_SELECTORS for code in block)
-    return table
-
-
-def _text_cleaner() -> Callable[[str | None], str | None]:
-    """Build :func:`clean_text`. It is made inside this function, with its table and pattern as closure
-    values, so that Spark pickles it by value: executors need the standard library only, not this package."""
-    table = _removal_table()
-    whitespace = _WHITESPACE_RUN
-
-    def clean_text(text: str | None) -> str | None:
-        """A caption or prompt as it is stored (see the module doc); None stays None."""
-        if text is None:
-            return None
-        return whitespace.sub(" ", text.translate(table)).strip(" ")
-
-    return clean_text
-
-
-clean_text = _text_cleaner()
 
 
 def has_control_character(text: str | None) -> bool:
@@ -113,7 +83,7 @@ def normalize_caption(text: str | None) -> str | None:
 def _text_udf(nfkc: bool) -> Callable[[Column], Column]:
     """A vectorised UDF running :func:`clean_text` (then NFKC when ``nfkc``; Spark has no NFKC function).
     Defined inside a function so that it is pickled by value, with the cleaner it closes over."""
-    cleaner = clean_text
+    cleaner = text_cleaner()
 
     @pandas_udf("string")
     def clean(values: pd.Series) -> pd.Series:
