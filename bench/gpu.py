@@ -141,6 +141,7 @@ class PeakMemory:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB  # KiB on Linux
 
     def held_gib(self, pipe: WanPipeline) -> float:
+        """What the loaded model holds: allocated device memory, or its parameters' bytes on the CPU."""
         if self.cuda:
             return torch.cuda.memory_allocated(self.device) / GIB
         parts = (pipe.transformer, pipe.text_encoder, pipe.vae)
@@ -300,6 +301,7 @@ class StacklessWorker(Worker):
         self.outcomes: list[Outcome] = []
 
     def record(self, request: PromptRequest, outcome: Outcome) -> None:
+        """Keep the outcome (with the worker's timings) instead of writing it to PostgreSQL."""
         self.outcomes.append(outcome)
 
 
@@ -356,7 +358,7 @@ def build(name: str, plan: Plan, memory: PeakMemory) -> tuple[WanPipeline, Figur
     """The random pipeline of ``name`` on the plan's device, and its figures so far."""
     arch = architecture(name)
     memory.reset()
-    with progress(f"{name}: random weights of the real sizes on {plan.device}"):
+    with progress(f"{name}: random weights of its sizes, built on {plan.device}"):
         start = time.perf_counter()
         pipe = random_pipeline(arch, plan.device, plan.dtype)
         build_s = time.perf_counter() - start
@@ -428,6 +430,7 @@ def build_peak_gib(name: str, dtype: torch.dtype) -> float:
 
 # ---- printing -------------------------------------------------------------------------------------
 def print_figures(f: Figures) -> None:
+    """One labelled line per figure, in the order of the module docstring; skipped parts say why."""
     shape = f.shape
     say(f"\n== {f.architecture}: {f.transformer_params_b:.2f} B transformer parameters, random weights ==")
     say(
@@ -478,6 +481,7 @@ def print_figures(f: Figures) -> None:
 
 # ---- main -----------------------------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The options, checked: an unknown section, a bad threshold or a missing CUDA device is named."""
     parser = argparse.ArgumentParser(prog="bench.gpu", description=__doc__.splitlines()[0])
     modes = parser.add_mutually_exclusive_group()
     modes.add_argument(
@@ -517,6 +521,7 @@ def _sections(parser: argparse.ArgumentParser, text: str) -> tuple[str, ...]:
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
+    """The parsed options as a plan; the deadline starts now, so the imports do not count."""
     if args.all:
         architectures = [(WAN21_T2V_1_3B.name, args.sections), (WAN21_T2V_14B.name, args.sections_14b)]
     else:
@@ -583,9 +588,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = make_plan(args)
     device = torch.cuda.get_device_name(plan.device) if plan.device.type == "cuda" else "CPU"
     say(
-        f"bench.gpu: {device}, torch {torch.__version__}, {os.cpu_count()} CPU cores; random weights of the "
-        "real sizes (text encoder and VAE too; no weights can be downloaded): times and memory are the real "
-        "model's, the videos are noise"
+        f"bench.gpu: {device}, torch {torch.__version__}, {os.cpu_count()} CPU cores. Random weights "
+        "(transformer, text encoder and VAE; no weights can be downloaded): at the real sizes the times and "
+        "memory are the real model's, the videos are noise"
     )
     figures = run(plan)
     say(f"\nbench.gpu done in {time.monotonic() - started:.0f} s")

@@ -76,7 +76,7 @@ def test_the_worker_part_runs_the_real_worker(small_run: tuple[gpu.Figures, Path
 def test_main_prints_each_part_and_says_the_weights_are_random(capsys: pytest.CaptureFixture[str]) -> None:
     assert gpu.main(["--small", "--sections", "batched,worker", "--thresholds", "0.1"]) == 0
     out = capsys.readouterr().out
-    assert "random weights of the real sizes" in out and "the videos are noise" in out
+    assert "Random weights (transformer, text encoder and VAE" in out and "the videos are noise" in out
     for label in ("one call of 5 (batched)", "total_s (received -> ready to commit)", "peak memory, worker"):
         assert label in out
     assert "FirstBlockCache" not in out  # caches were not asked for
@@ -119,3 +119,29 @@ def test_the_small_run_on_cuda_measures_the_device(tmp_path: Path) -> None:
     assert figures["device"].startswith("cuda") and figures["dtype"] == "bfloat16"
     assert all(0 < gib < 1 for gib in figures["peak_memory_gib"].values())
     assert figures["worker"]["candidates_stored"] == 5
+
+
+def test_all_plans_both_real_sizes_and_skips_what_the_budget_cannot_hold(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    planned = gpu.make_plan(gpu.parse_args(["--all", "--device", "cpu"]))
+    assert planned.architectures == [
+        ("wan2.1-t2v-1.3b", gpu.SECTIONS),
+        ("wan2.1-t2v-14b", ("batched",)),
+    ]
+    assert (
+        planned.shape
+        == gpu.FULL_SHAPE
+        == {
+            "num_frames": 16,
+            "height": 480,
+            "width": 832,
+            "num_inference_steps": 50,
+        }
+    )
+    # 14B after a measured small model: its call, scaled by the parameter count, cannot fit the budget.
+    plan = gpu.make_plan(gpu.parse_args(["--small", "--sections", "batched", "--budget-s", "600"]))
+    plan.architectures.append((WAN21_T2V_14B.name, ("batched",)))
+    (figures,) = gpu.run(plan)
+    assert figures.architecture == "cpu-small"
+    assert "== wan2.1-t2v-14b: skipped: one call would take about" in capsys.readouterr().out
