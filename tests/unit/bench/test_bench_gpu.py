@@ -44,6 +44,7 @@ def test_every_figure_of_the_small_run_is_a_real_number(small_run: tuple[gpu.Fig
     assert figures.shape == gpu.SMALL_SHAPE and figures.candidates == 5
     assert _finite_positive(figures.build_s, figures.weights_gib, figures.batched_s, figures.sequential_s)
     assert _finite_positive(figures.batched_denoise_s, figures.mag_calibration_s, figures.reference_diff)
+    assert _finite_positive(figures.no_cache_s) and figures.no_cache_reproducible is True
     assert figures.batched_denoise_s < figures.batched_s
     # Each candidate draws its own seeded noise: alone it is the batch's candidate up to rounding.
     assert 0 <= figures.max_pixel_diff_batched_vs_alone <= 8
