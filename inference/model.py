@@ -503,11 +503,41 @@ class ModelServer:
         store: ObjectStore | None = None,
         settings: Settings | None = None,
     ):
+        pipe = load_pipeline(base_source, device, dtype, store=store, settings=settings)
+        self._serve(pipe, base_source, max_lora_rank, tracking_uri, settings)
+
+    @classmethod
+    def from_pipeline(
+        cls,
+        pipe: WanPipeline,
+        base_source: str,
+        *,
+        max_lora_rank: int = 64,
+        tracking_uri: str | None = None,
+        settings: Settings | None = None,
+    ) -> ModelServer:
+        """A server around a pipeline already in memory, named ``base_source``.
+
+        For a model that is never saved: bench/gpu.py serves a random Wan of the real sizes (tens of
+        GB) through the real worker without writing it to disk and loading it back.
+        """
+        server = cls.__new__(cls)
+        server._serve(pipe, base_source, max_lora_rank, tracking_uri, settings)
+        return server
+
+    def _serve(
+        self,
+        pipe: WanPipeline,
+        base_source: str,
+        max_lora_rank: int,
+        tracking_uri: str | None,
+        settings: Settings | None,
+    ) -> None:
         self.base_source = base_source
         self.max_lora_rank = max_lora_rank
         self.tracking_uri = tracking_uri
         self.lora_cache = (settings or get_settings()).models_cache / "loras"
-        self.pipe = load_pipeline(base_source, device, dtype, store=store, settings=settings)
+        self.pipe = pipe
         self._loaded: ModelVersionRef | None = None  # the version whose weights sit in the adapter
         self._active: ModelVersionRef | None = None
         self._lock = threading.RLock()

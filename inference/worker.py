@@ -214,7 +214,7 @@ class Worker:
         else:
             timings["total_s"] = (datetime.now(UTC) - received).total_seconds()
             outcome = Outcome("succeeded", route, model_version, timings, candidates=candidates)
-        finish_request(self.engine, request.request_id, outcome)
+        self.record(request, outcome)
         self.metrics.observe(outcome)
         self.publish(self.finished_event(request, outcome))
         if outcome.status == "succeeded":
@@ -226,6 +226,10 @@ class Worker:
                 route,
                 timings["total_s"],
             )
+
+    def record(self, request: PromptRequest, outcome: Outcome) -> None:
+        """Write the request's candidate rows and final state (one transaction, in PostgreSQL)."""
+        finish_request(self.engine, request.request_id, outcome)
 
     def make_videos(
         self,
@@ -320,7 +324,13 @@ def run_worker(settings: Settings, max_messages: int | None = None) -> int:
         torch.set_num_threads(settings.inference_threads)
     server = ModelServer(settings.model_source, device=settings.device or None)
     if settings.inference_cache:
-        enable_cache(server.pipe, settings.inference_cache, settings.inference_cache_threshold)
+        # MagCache calibrates for the step count the worker runs: ratios for another count misplace the skips.
+        enable_cache(
+            server.pipe,
+            settings.inference_cache,
+            settings.inference_cache_threshold,
+            num_inference_steps=settings.inference_steps,
+        )
     consumer = create_consumer(
         settings.worker_group,
         [PROMPTS_TOPIC],

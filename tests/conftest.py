@@ -53,6 +53,19 @@ os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` run where a CUDA device is, and are skipped, saying so, everywhere else."""
+    cuda_tests = [item for item in items if item.get_closest_marker("cuda")]
+    if not cuda_tests:
+        return
+    import torch  # only when a cuda test was collected: most runs never need it here
+
+    if torch.cuda.is_available():
+        return
+    for item in cuda_tests:
+        item.add_marker(pytest.mark.skip(reason="no CUDA device here (marked cuda)"))
+
+
 @pytest.fixture(scope="session")
 def stack_environment() -> dict[str, str]:
     """The environment the suite's own stack is started with (the profile applied, no test-only Airflow)."""

@@ -121,11 +121,7 @@ def test_unknown_cache_kind(pipe: WanPipeline) -> None:
     "device",
     [
         pytest.param("cpu", id="cpu"),
-        pytest.param(
-            "cuda",
-            id="cuda",
-            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here"),
-        ),
+        pytest.param("cuda", id="cuda", marks=pytest.mark.cuda),
     ],
 )
 def test_bfloat16_serving_changes_pixels_not_videos(pipe: WanPipeline, model_dir: Path, device: str) -> None:
