@@ -240,3 +240,13 @@ def project_text_files() -> Iterator[Path]:
         for name in sorted(files):
             if Path(name).suffix in {".py", ".md", ".sql", ".yaml", ".cfg", ".toml"}:
                 yield Path(folder) / name
+
+
+def test_test_modules_have_unique_names() -> None:
+    """tests/ is not a package: pytest imports each test module by its file name, so two folders holding
+    a test_x.py stop the whole collection ("import file mismatch")."""
+    names: dict[str, list[str]] = {}
+    for path in (PROJECT_ROOT / "tests").rglob("test_*.py"):
+        names.setdefault(path.name, []).append(_relative(path))
+    clashes = {name: paths for name, paths in names.items() if len(paths) > 1}
+    assert not clashes, f"test modules sharing a name: {clashes}"
