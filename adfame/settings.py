@@ -156,7 +156,10 @@ class Settings(BaseSettings):
     # steps of a challenger, how long each is watched, and what a window must show to pass: at least
     # canary_min_requests challenger requests (fewer is "inconclusive"), a p95 latency at most
     # canary_max_latency_ratio times the champion's, an error rate at most canary_max_error_rate, and
-    # each sampled quality metric at least canary_min_quality_ratio of the champion's (direction-aware).
+    # each sampled quality metric at least canary_min_quality_ratio of the champion's (direction-aware),
+    # judged only with canary_min_quality_samples sampled requests of each route in the window and only
+    # when a one-sided Welch test finds the challenger worse at canary_quality_alpha (prompts differ from
+    # request to request, so a few samples' means differ by far more than 10 % between equal models).
     # Workers re-read the registry's aliases every alias_refresh_s seconds, and at once when a rollout
     # action (deployment_events) changed them.
     canary_steps: list[int] = [5, 25, 50, 100]
@@ -165,6 +168,8 @@ class Settings(BaseSettings):
     canary_max_latency_ratio: float = Field(1.5, gt=0)
     canary_max_error_rate: float = Field(0.05, ge=0.0, le=1.0)
     canary_min_quality_ratio: float = Field(0.9, ge=0.0, le=1.0)
+    canary_min_quality_samples: int = Field(10, ge=2)
+    canary_quality_alpha: float = Field(0.01, gt=0.0, lt=1.0)
     alias_refresh_s: float = Field(30.0, gt=0)
 
     # Canary DAG (canary_rollout, A2): whether the step to 100 % waits for a person's approval in the

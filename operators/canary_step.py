@@ -198,14 +198,21 @@ def expect_live(rollout: Rollout, version: str) -> None:
         )
 
 
+def _route_summary(window: Any) -> dict[str, Any]:
+    """A route's window for the XCom: its figures and each quality metric's mean and sample count."""
+    from dataclasses import asdict
+
+    figures = {k: v for k, v in asdict(window).items() if k != "quality_values"}
+    samples = {name: len(values) for name, values in window.quality_values.items()}
+    return figures | {"quality": window.quality, "quality_samples": samples}
+
+
 def window_summary(
     engine: Engine, verdict: Any, weight: int, start: datetime, end: datetime
 ) -> dict[str, Any]:
     """A judged window as the task's XCom: the judge's figures, and the requests each version served in
     this very window with the challenger's share of them (counted here: at 100 % the judge takes the
     champion's figures from the window before, which are no share of this one)."""
-    from dataclasses import asdict
-
     from adfame.repositories.monitoring import route_outcomes
 
     served: dict[str, int] = {}
@@ -218,8 +225,8 @@ def window_summary(
         "challenger_requests": challenger,
         "champion_requests": champion,
         "challenger_share": 100.0 * challenger / (challenger + champion) if challenger + champion else None,
-        "challenger": asdict(verdict.challenger),
-        "champion": asdict(verdict.champion),
+        "challenger": _route_summary(verdict.challenger),
+        "champion": _route_summary(verdict.champion),
         "notes": list(verdict.notes),
     }
 
@@ -278,9 +285,11 @@ class CanaryWindowOperator(BaseOperator):
         began, ended = datetime.fromisoformat(start), datetime.fromisoformat(end)
         with rollout_for(conf, ref["name"]) as r:
             expect_live(r, ref["version"])
-            # Score the newest requests of both versions now, so the judge has the window's quality
-            # even when the monitor DAG's last sampling is older than the window.
-            quality.sample_quality(r.settings, r.engine, now=ended)
+            # Score the newest requests of both versions now (as many as the judge needs), so it has
+            # the window's quality even when the monitor DAG's last sampling is older than the window.
+            per_version = max(r.settings.quality_sample_per_version, r.settings.canary_min_quality_samples)
+            sampling = r.settings.model_copy(update={"quality_sample_per_version": per_version})
+            quality.sample_quality(sampling, r.engine, now=ended)
             verdict = canary_judge.judge_window(r.settings, r.engine, began, ended)
             summary = window_summary(r.engine, verdict, weight, began, ended)
             summary |= {"windows": windows, "outcome": verdict.outcome}

@@ -81,6 +81,26 @@ def metric_means(
     return {name: float(mean) for name, mean in rows}
 
 
+def metric_values(
+    engine: Engine, model_version: str, names: Sequence[str], start: datetime, end: datetime
+) -> dict[str, list[float]]:
+    """Every value of each named metric of the version over ``[start, end)`` (one per sampled request for
+    the quality metrics), for tests that need the spread and not only the mean; absent names have none."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("""
+            select name, value from monitoring_metrics
+            where model_version = :version and name = any(:names)
+                and recorded_at >= :start and recorded_at < :end
+            order by recorded_at, id"""),
+            {"version": model_version, "names": list(names), "start": start, "end": end},
+        ).all()
+    values: dict[str, list[float]] = {}
+    for name, value in rows:
+        values.setdefault(name, []).append(float(value))
+    return values
+
+
 @dataclass(frozen=True)
 class MetricPoint:
     """One stored metric value, as the dashboard and the tests read it back."""

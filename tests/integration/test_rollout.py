@@ -176,11 +176,14 @@ def test_a_breaching_canary_is_judged_failed_and_rolled_back(
     for i in range(12):
         _serve(engine, "champion", f"{name}/{champion}", 1.0 + i / 100)
         _serve(engine, "challenger", f"{name}/{canary}", 2.5 + i / 100, failed=i < 3)
+    spread = [
+        i / 1000 for i in range(-6, 7) if i
+    ]  # 12 sampled requests a route (mean exact), the judge's minimum is 10
     record_metrics(
         engine,
-        [
-            MetricRow(QUALITY_TEMPORAL_CONSISTENCY, 0.9, model_version=f"{name}/{champion}"),
-            MetricRow(QUALITY_TEMPORAL_CONSISTENCY, 0.5, model_version=f"{name}/{canary}"),
+        [MetricRow(QUALITY_TEMPORAL_CONSISTENCY, 0.9 + d, model_version=f"{name}/{champion}") for d in spread]
+        + [
+            MetricRow(QUALITY_TEMPORAL_CONSISTENCY, 0.5 + d, model_version=f"{name}/{canary}") for d in spread
         ],
     )
     verdict = judge_window(ours, engine, start, datetime.now(UTC) + timedelta(seconds=1))

@@ -11,8 +11,21 @@ from adfame.repositories.monitoring import RouteOutcomes
 from adfame.settings import Settings
 from monitoring.canary_judge import RouteWindow, Thresholds, compare, route_window
 
-LIMITS = Thresholds(min_requests=20, max_latency_ratio=1.5, max_error_rate=0.05, min_quality_ratio=0.9)
+LIMITS = Thresholds(
+    min_requests=20,
+    max_latency_ratio=1.5,
+    max_error_rate=0.05,
+    min_quality_ratio=0.9,
+    min_quality_samples=10,
+    quality_alpha=0.01,
+)
 GOOD_QUALITY = {QUALITY_TEMPORAL_CONSISTENCY: 0.95, QUALITY_FLICKER: 2.0}
+SPREAD = (-0.02, -0.01, 0.0, 0.01, 0.02) * 3  # 15 sampled requests, a small spread around each mean
+
+
+def sampled(means: dict[str, float], spread: tuple[float, ...] = SPREAD) -> dict[str, list[float]]:
+    """Per-request values around each mean (a relative spread), as the quality sampler stores them."""
+    return {name: [mean * (1 + d) for d in spread] for name, mean in means.items()}
 
 
 def window(
@@ -25,7 +38,7 @@ def window(
     label = "adfame-wan-lora/7" if route == "challenger" else "adfame-wan-lora/6"
     rate = failed / requests if requests else 0.0
     return RouteWindow(
-        route, label, requests, failed, rate, p95, dict(GOOD_QUALITY if quality is None else quality)
+        route, label, requests, failed, rate, p95, sampled(GOOD_QUALITY if quality is None else quality)
     )
 
 
@@ -60,12 +73,13 @@ def test_an_error_rate_above_the_limit_fails() -> None:
 def test_quality_is_judged_in_each_metrics_own_direction() -> None:
     lower_consistency = window(quality={QUALITY_TEMPORAL_CONSISTENCY: 0.80, QUALITY_FLICKER: 2.0})
     (reason,) = compare(lower_consistency, CHAMPION, LIMITS).reasons
-    assert reason == (
-        "quality.temporal_consistency 0.8 is 16% worse than the champion's 0.95 (limit 10%; higher is better)"
+    assert reason.startswith(
+        "quality.temporal_consistency 0.8 is 16% worse than the champion's 0.95 (limit 10%; higher is better;"
     )
+    assert reason.endswith("over 15 and 15 requests)")
     more_flicker = window(quality={QUALITY_TEMPORAL_CONSISTENCY: 0.95, QUALITY_FLICKER: 3.0})
     (reason,) = compare(more_flicker, CHAMPION, LIMITS).reasons
-    assert reason.startswith("quality.flicker 3 is 50% worse") and reason.endswith("lower is better)")
+    assert reason.startswith("quality.flicker 3 is 50% worse") and "lower is better; p=" in reason
     less_flicker = window(quality={QUALITY_TEMPORAL_CONSISTENCY: 0.99, QUALITY_FLICKER: 0.5})
     assert compare(less_flicker, CHAMPION, LIMITS).passed
     motion_only = window(quality={**GOOD_QUALITY, QUALITY_MOTION: 100.0})  # reported, never judged
@@ -101,3 +115,21 @@ def test_a_route_window_is_its_versions_group_or_empty() -> None:
 def test_thresholds_come_from_settings() -> None:
     settings = Settings(canary_min_requests=7, canary_max_latency_ratio=2.0)
     assert Thresholds.from_settings(settings) == Thresholds(7, 2.0, 0.05, 0.9)
+
+
+def test_quality_differences_within_the_noise_or_on_few_samples_are_notes_not_breaches() -> None:
+    wide = (-0.6, -0.3, 0.0, 0.3, 0.6) * 3  # requests of one model differ this much by prompt
+    noisy = RouteWindow("challenger", "m/7", 40, 0, 0.0, 1.0, sampled({QUALITY_FLICKER: 2.6}, wide))
+    champion = RouteWindow("champion", "m/6", 400, 0, 0.0, 1.0, sampled({QUALITY_FLICKER: 2.0}, wide))
+    verdict = compare(noisy, champion, LIMITS)
+    assert verdict.passed, verdict.reasons
+    (note,) = verdict.notes
+    assert note.startswith("quality.flicker 2.6 is 30% worse") and note.endswith(
+        "within the noise, not a breach"
+    )
+    few = RouteWindow("challenger", "m/7", 40, 0, 0.0, 1.0, sampled({QUALITY_FLICKER: 9.0}, SPREAD[:4]))
+    verdict = compare(few, CHAMPION, LIMITS)
+    assert verdict.passed
+    assert verdict.notes == [
+        "quality.flicker not compared: 4 and 15 sampled requests (at least 10 of each route needed)"
+    ]
