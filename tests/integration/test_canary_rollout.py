@@ -29,13 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import TopicPartition
+from api_support import start_group_at_the_end
 from sqlalchemy import Engine, text
 
 from adfame import db
 from adfame.airflow_client import AirflowClient
-from adfame.contracts import CANARY_DAG_ID, CHALLENGER_ALIAS, CHAMPION_ALIAS, PROMPTS_TOPIC
-from adfame.messaging import create_consumer
+from adfame.contracts import CANARY_DAG_ID, CHALLENGER_ALIAS, CHAMPION_ALIAS
 from adfame.mlflow_setup import configure_mlflow
 from adfame.mlflow_webhook_setup import (
     ALIAS_CREATED_EVENT,
@@ -85,20 +84,6 @@ def airflow(settings: Settings) -> Iterator[AirflowClient]:
             yield client
         finally:
             client.set_paused(CANARY_DAG_ID, True)
-
-
-def start_group_at_the_end(settings: Settings, group: str) -> None:
-    """The worker's own consumer group takes only what is queued from now on."""
-    consumer = create_consumer(group, [], settings)
-    try:
-        partitions = [TopicPartition(PROMPTS_TOPIC, p) for p in consumer.partitions_for_topic(PROMPTS_TOPIC)]
-        consumer.assign(partitions)
-        consumer.seek_to_end(*partitions)
-        for partition in partitions:
-            consumer.position(partition)
-        consumer.commit()
-    finally:
-        consumer.close()
 
 
 def start_worker(settings: Settings, tmp_path: Path, model: str) -> subprocess.Popen:

@@ -27,10 +27,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import streamlit as st
-from api_support import free_port, served
+from api_support import free_port, served, start_group_at_the_end
 from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
-from test_simulate import _start_group_at_the_end
 
 from adfame.contracts import DATASETS_BUCKET
 from adfame.mlflow_setup import configure_mlflow
@@ -151,7 +150,7 @@ def send_traffic(settings: Settings, env: dict[str, str], api_url: str, log_path
     """A worker of its own consumer group (taking only what is queued from now on) serves the prompts of
     ``adfame simulate --select``; returns the simulation's output."""
     group = f"test-dashboard-{uuid.uuid4().hex[:8]}"
-    _start_group_at_the_end(settings, group)
+    start_group_at_the_end(settings, group)
     worker_env = {**env, "ADFAME_WORKER_GROUP": group, "ADFAME_INFERENCE_THREADS": "1"}
     with log_path.open("w") as log:
         worker = subprocess.Popen(

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import TopicPartition
+from api_support import start_group_at_the_end
 from mlflow.exceptions import MlflowException
 from sqlalchemy import Engine, text
 
@@ -223,20 +223,6 @@ def test_a_breaching_canary_is_judged_failed_and_rolled_back(
 # ---- a running worker follows the actions ---------------------------------------------------------
 
 
-def _start_group_at_end(group: str, settings: Settings) -> None:
-    """Commit the end of adfame.prompts for ``group``: its worker serves only what comes after."""
-    consumer = create_consumer(group, [], settings)
-    try:
-        partitions = [TopicPartition(PROMPTS_TOPIC, p) for p in consumer.partitions_for_topic(PROMPTS_TOPIC)]
-        consumer.assign(partitions)
-        consumer.seek_to_end(*partitions)
-        for partition in partitions:
-            consumer.position(partition)
-        consumer.commit()
-    finally:
-        consumer.close()
-
-
 def _db_now(engine: Engine) -> datetime:
     with engine.connect() as conn:
         return conn.execute(text("select now()")).scalar_one()
@@ -306,7 +292,7 @@ def running_worker(settings: Settings, engine: Engine, registry_lora) -> Iterato
         update={"alias_refresh_s": 5.0, "inference_steps": 2}
     )
     group = f"test-follow-{uuid.uuid4().hex[:8]}"
-    _start_group_at_end(group, settings)
+    start_group_at_the_end(settings, group)
     consumer = OwnMessages(create_consumer(group, [PROMPTS_TOPIC], settings))
     producer = create_producer(settings)
     server = ModelServer(settings.model_source, settings=settings)

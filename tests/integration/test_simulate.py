@@ -18,12 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from api_support import finished_jobs, served
-from kafka import TopicPartition
+from api_support import finished_jobs, served, start_group_at_the_end
 from sqlalchemy import Engine, text
 
-from adfame.contracts import PROMPTS_TOPIC, VIDEOS_BUCKET
-from adfame.messaging import create_consumer
+from adfame.contracts import VIDEOS_BUCKET
 from adfame.repositories.selections import insert_selection
 from adfame.settings import Settings
 from adfame.storage import ObjectStore
@@ -38,20 +36,6 @@ TASTE = "rgb:255,0,0"
 PREFILLED = 198
 
 
-def _start_group_at_the_end(settings: Settings, group: str) -> None:
-    """Commit the end of adfame.prompts for ``group``: its worker takes only what is queued from now on."""
-    consumer = create_consumer(group, [], settings)
-    try:
-        partitions = [TopicPartition(PROMPTS_TOPIC, p) for p in consumer.partitions_for_topic(PROMPTS_TOPIC)]
-        consumer.assign(partitions)
-        consumer.seek_to_end(*partitions)
-        for partition in partitions:
-            consumer.position(partition)
-        consumer.commit()
-    finally:
-        consumer.close()
-
-
 @pytest.fixture(scope="module")
 def database_env(engine: Engine) -> dict[str, str]:
     """The environment that points a process at this module's database."""
@@ -62,7 +46,7 @@ def database_env(engine: Engine) -> dict[str, str]:
 def worker(settings: Settings, database_env: dict[str, str], tmp_path_factory) -> Iterator[Path]:
     init_default_model(settings)
     group = f"test-simulate-{uuid.uuid4().hex[:8]}"
-    _start_group_at_the_end(settings, group)
+    start_group_at_the_end(settings, group)
     log_path = tmp_path_factory.mktemp("simulate") / "worker.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(
