@@ -454,7 +454,9 @@ def cmd_canary_watch(args: argparse.Namespace) -> int:
         f"run {watched.run_id} {watched.run_state} after {watched.seconds:.0f}s;"
         f" {len(traffic.submitted)} requests sent meanwhile ({traffic.failures} failed to submit)"
     )
-    return 0 if watched.run_state == "success" else 1
+    # A rollback is the canary doing its job: the run reached a decision. Only a run that ended without
+    # one (a canary left live, say after a crash) is a failure of the watch.
+    return 0 if watched.run_state == "success" or watched.final.state == "rolled_back" else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -8,8 +8,8 @@ Kafka), exactly as the API queues them.
 
 from __future__ import annotations
 
-import itertools
 import logging
+import random
 import threading
 from types import TracebackType
 from typing import Any
@@ -30,11 +30,18 @@ class BackgroundTraffic:
     until the block ends; ``traffic.submitted`` holds their ids in order."""
 
     def __init__(
-        self, settings: Settings, engine: Engine, tenant: str, rate_per_s: float, **request_fields: Any
+        self,
+        settings: Settings,
+        engine: Engine,
+        tenant: str,
+        rate_per_s: float,
+        prompt_seed: int = 0,
+        **request_fields: Any,
     ) -> None:
         self.settings, self.engine, self.tenant = settings, engine, tenant
         self.interval_s = 1.0 / rate_per_s
         self.request_fields = request_fields
+        self.prompt_seed = prompt_seed
         self.submitted: list[str] = []
         self.failures = 0
         self._stop = threading.Event()
@@ -43,9 +50,11 @@ class BackgroundTraffic:
     def _run(self) -> None:
         producer = create_producer(self.settings)
         try:
-            for prompt in itertools.cycle(BUILTIN_PROMPTS):
-                if self._stop.wait(self.interval_s):
-                    return
+            # Drawn at random (seeded), not in turn: prompts cycled in order and the canary's deterministic
+            # split would give each route its own prompts, and a route's quality would be its prompts'.
+            draws = random.Random(self.prompt_seed)
+            while not self._stop.wait(self.interval_s):
+                prompt = draws.choice(BUILTIN_PROMPTS)
                 request = PromptRequest(tenant=self.tenant, prompt=prompt, **self.request_fields)
                 try:
                     submit(request, engine=self.engine, producer=producer)
