@@ -28,10 +28,15 @@ def model_versions(client: Any, model_name: str) -> pd.DataFrame:
     """The registered model's versions, newest first, with their aliases and lineage tags; empty when the
     model is not registered yet."""
     versions = client.search_model_versions(f"name = '{model_name}'")
+    # search_model_versions leaves each version's aliases empty; the registered model holds them.
+    aliases: dict[str, list[str]] = {}
+    if versions:
+        for alias, version in client.get_registered_model(model_name).aliases.items():
+            aliases.setdefault(str(version), []).append(alias)
     rows = [
         {
             "version": str(v.version),
-            "aliases": ", ".join(sorted(v.aliases or [])),
+            "aliases": ", ".join(sorted(aliases.get(str(v.version), []))),
             "created": pd.to_datetime(v.creation_timestamp, unit="ms", utc=True),
             "status": v.status,
             "run_id": v.run_id,
