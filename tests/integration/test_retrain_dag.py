@@ -29,6 +29,7 @@ from adfame.settings import Settings
 from adfame.storage import ObjectStore
 from inference.model import init_default_model
 from training import retrain
+from training.config import TrainConfig
 from training.registry import LineageTag, milestone_version
 
 pytestmark = pytest.mark.integration
@@ -87,6 +88,9 @@ def test_a_milestone_becomes_a_gated_version_with_its_lineage(settings: Settings
     db.upgrade(app)
     init_default_model(settings, store)
     milestone = next_milestone(app, store)
+    # The LoRA starts from the champion of the moment when its adapter has the run's shape (else fresh).
+    champion = retrain.champion_version(configure_mlflow(settings), settings)
+    start = retrain.warm_start(champion, TrainConfig(**CONF_OVERRIDES["train"]), settings)
     conf = {"milestone": milestone, "selection_count": milestone * SELECTIONS_PER_RETRAIN, **CONF_OVERRIDES}
     with AirflowClient(settings) as airflow:
         run = airflow.run_dag(
@@ -113,6 +117,7 @@ def test_a_milestone_becomes_a_gated_version_with_its_lineage(settings: Settings
     first = (milestone - 1) * SELECTIONS_PER_RETRAIN + 1
     assert tags[LineageTag.SELECTION_RANGE] == f"{first}..{milestone * SELECTIONS_PER_RETRAIN}"
     assert tags[LineageTag.OBJECTIVE] == "dpo" and tags[LineageTag.BASE_MODEL] == settings.model_source
+    assert tags[LineageTag.PARENT_VERSION] == (start.version if start else "none")
     run_id = tags[LineageTag.TRAINING_RUN]
     assert len(client.get_metric_history(run_id, "loss")) == 3
     if tags[LineageTag.GATE] == "passed":
