@@ -20,6 +20,9 @@ skipped by the first task, so the asset event and the webhook of one retrain sta
    over REST; Reject, or no answer within a day, rolls back.
 4. **promote**: alias `champion` and the `deployments` rows move to the version in one step.
 
+A task after `start_canary` that fails for another reason than a verdict (a crash, a bug, a service down
+for all its retries) rolls the canary back from its failure callback: no version keeps unjudged traffic.
+
 Params (a trigger's conf overrides them): `model_version`, `model_name` (default: the served registered
 model), `steps` (one weight per step task, rising, ending at 100), `window_s`, `min_requests` (the judge's
 minimum of challenger requests per window), `max_latency_ratio` (its p95 latency limit against the
@@ -43,6 +46,7 @@ from operators.canary_step import (
     CanaryWindowOperator,
     PromoteCanaryOperator,
     StartCanaryOperator,
+    roll_back_unjudged,
 )
 from operators.dag_defaults import adfame_dag
 
@@ -76,6 +80,8 @@ with adfame_dag(
         "source": Param(None, type=["null", "string"], description="who started it (asset, mlflow-webhook)"),
     },
 ):
+    # Every task after the start: a failed run must not leave its canary serving traffic unjudged.
+    after_start = {"on_failure_callback": roll_back_unjudged}
     chain = [StartCanaryOperator()]
     for position in range(1, len(STEPS) + 1):
         if position == len(STEPS) and SETTINGS.canary_require_approval:
@@ -90,9 +96,10 @@ with adfame_dag(
                     ),
                     defaults=CanaryApprovalOperator.REJECT,
                     response_timeout=APPROVAL_TIMEOUT,
+                    **after_start,
                 )
             )
-        chain.append(CanaryWindowOperator(position=position, of=len(STEPS)))
-    chain.append(PromoteCanaryOperator(task_id="promote"))
+        chain.append(CanaryWindowOperator(position=position, of=len(STEPS), **after_start))
+    chain.append(PromoteCanaryOperator(task_id="promote", **after_start))
     for upstream, downstream in itertools.pairwise(chain):
         upstream >> downstream

@@ -304,6 +304,27 @@ class CanaryWindowOperator(BaseOperator):
         raise AirflowFailException(f"canary of {ref['name']} version {ref['version']} rolled back: {reason}")
 
 
+def roll_back_unjudged(context: Context) -> None:
+    """``on_failure_callback`` of the tasks after ``start_canary``: a run that ends failed for any reason
+    but a verdict (a bug, a crash, a service gone for all its retries) rolls its canary back, so the version
+    does not keep a share of live traffic that nobody judges any more. A canary that is not this run's
+    live one now (a verdict rolled it back, a person promoted or replaced it) is left alone."""
+    from adfame.contracts import CHALLENGER_ALIAS
+    from adfame.repositories.deployments import routing_state
+    from monitoring import rollout
+
+    ti = context["ti"]
+    ref = ti.xcom_pull(task_ids=START_TASK)
+    if not ref:
+        return
+    failure = context.get("exception")
+    reason = f"canary_rollout run {context['run_id']}: {ti.task_id} failed before a verdict ({failure!r})"
+    with rollout_for(parse_conf(context), ref["name"]) as r:
+        live = routing_state(r.engine, r.settings.registered_model, CHALLENGER_ALIAS).canary_version
+        if live == ref["version"]:
+            rollout.rollback(r.settings, r.engine, r.client, reason, actor=run_actor(context))
+
+
 class CanaryApprovalOperator(ApprovalOperator):
     """Airflow's ``ApprovalOperator`` before the step to 100 %: Approve goes on; Reject (or no answer
     within ``response_timeout``) rolls the canary back and fails the run."""

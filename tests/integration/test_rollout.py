@@ -29,7 +29,7 @@ from adfame.repositories.deployments import deployment_events
 from adfame.repositories.monitoring import MetricRow, alerts_since, record_metrics
 from adfame.repositories.requests import Outcome, claim_request, finish_request, record_request
 from adfame.schemas import PromptRequest
-from adfame.settings import Settings
+from adfame.settings import Settings, get_settings
 from adfame.storage import ObjectStore
 from inference.jobs import submit, wait_for_job
 from inference.model import ModelServer
@@ -48,6 +48,7 @@ from monitoring.rollout import (
     set_weight,
     start_canary,
 )
+from operators.canary_step import DAG_ACTOR_PREFIX, START_TASK, roll_back_unjudged
 
 pytestmark = pytest.mark.integration
 ADFAME = str(Path(sys.executable).parent / "adfame")
@@ -148,6 +149,54 @@ def test_a_canary_is_started_stepped_and_promoted(settings: Settings, engine: En
     assert refused.stderr.strip() == (
         f"adfame canary rollback: no live canary of {name} (the last deployment, version {new}, is promoted)"
     )
+
+
+class FailedTask:
+    """What ``roll_back_unjudged`` reads of Airflow's task instance: its id and ``start_canary``'s XCom."""
+
+    def __init__(self, task_id: str, started: dict[str, str]) -> None:
+        self.task_id, self.started = task_id, started
+
+    def xcom_pull(self, task_ids: str) -> dict[str, str] | None:
+        return self.started if task_ids == START_TASK else None
+
+
+def test_a_run_that_fails_without_a_verdict_rolls_its_canary_back(
+    settings: Settings, engine: Engine, registry_lora, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, name = registry_lora.client, registry_lora.name
+    old, new = registry_lora.add_version(), registry_lora.add_version()
+    client.set_registered_model_alias(name, CHAMPION_ALIAS, old)
+    client.set_registered_model_alias(name, CHALLENGER_ALIAS, new)
+    run_id = f"manual__{uuid.uuid4().hex[:8]}"
+    start_canary(_ours(settings, name), engine, client, actor=DAG_ACTOR_PREFIX + run_id)
+    # The callback opens its own database connection from the settings, as a task does.
+    monkeypatch.setenv("ADFAME_APP_DB", engine.url.database)
+    get_settings.cache_clear()
+    params = {"steps": [5, 25, 50, 100], "window_s": 60, "min_requests": 5, "max_windows": 3}
+    context = {
+        "ti": FailedTask("step_2", {"name": name, "version": new}),
+        "run_id": run_id,
+        "params": params | {"max_latency_ratio": 2.0},
+        "exception": AttributeError("'Settings' object has no attribute 'x'"),
+    }
+    try:
+        roll_back_unjudged(context)
+        assert _rows(engine, name)[-1] == (new, "challenger", 0, "rolled_back")
+        assert registry_aliases(client, name) == {CHAMPION_ALIAS: old}
+        with engine.connect() as conn:
+            reason = conn.execute(
+                text("select reason from deployments where model_name = :n and state = 'rolled_back'"),
+                {"n": name},
+            ).scalar_one()
+        assert reason.startswith(
+            f"canary_rollout run {run_id}: step_2 failed before a verdict (AttributeError"
+        )
+        events = len(_events(engine, name))
+        roll_back_unjudged(context)  # a canary no longer live (here: rolled back already) is left alone
+        assert len(_events(engine, name)) == events
+    finally:
+        get_settings.cache_clear()
 
 
 def _serve(engine: Engine, route: str, label: str, total_s: float, failed: bool = False) -> None:
