@@ -202,6 +202,16 @@ def _run_steps(
             acc.wait_for_everyone()
 
 
+def _restore(session: TrainingSession, checkpoints: CheckpointStore | None) -> TrainingState | None:
+    """The last checkpoint of this run, restored into ``session``; None when it starts afresh."""
+    config = session.config
+    state = checkpoints.latest(config.model_dump_json()) if checkpoints else None
+    if state is not None:
+        session.restore(state)
+        log.info("resuming from the checkpoint at step %d of %d", state.step, config.steps)
+    return state
+
+
 def _run_tags(config: TrainConfig, export_dir: Path, base_model: str) -> tuple[str, dict[str, str]]:
     """The MLflow run's name and tags: objective, base model, and the export's milestone when known."""
     tags = {"objective": config.objective, "base_model": base_model, "engine": config.engine}
@@ -240,10 +250,7 @@ def train(
     config_file = config.to_file(output_dir / CONFIG_FILE)
     session = start_session(config, Path(export_dir), base_model, output_dir / CACHE_FOLDER, settings)
     checkpoints = CheckpointStore(checkpoint_uri, ObjectStore(settings)) if checkpoint_uri else None
-    state = checkpoints.latest(config.model_dump_json()) if checkpoints else None
-    if state is not None:
-        session.restore(state)
-        log.info("resuming from the checkpoint at step %d of %d", state.step, config.steps)
+    state = _restore(session, checkpoints)
     main = session.accelerator.is_main_process
     run_name, tags = _run_tags(config, export_dir, base_model)
     with tracked_run(
@@ -257,6 +264,9 @@ def train(
             tracker.log_start(
                 config.model_dump() | {"base_model": base_model, "items": len(session.data)}, config_file
             )
+            if checkpoints is not None and main:
+                # Step 0 names the MLflow run: an attempt killed before step 1's checkpoint resumes into it.
+                checkpoints.save(session.state(tracker.run_id))
         bar = StepProgress(session.step, config.steps, every=config.log_every, enabled=progress and main)
         _run_steps(session, tracker, checkpoints, bar)
         bar.close()
