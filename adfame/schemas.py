@@ -132,5 +132,6 @@ class RetrainConf(BaseModel):
     selection_count: int | None = Field(None, ge=0, description="selections counted when the milestone fired")
     heldout_share: float = Field(0.2, ge=0.0, lt=1.0, description="selections kept aside for evaluation")
     curated_sample: int = Field(0, ge=0, description="curated train clips of the latest snapshot to add")
+    warm_start: bool = Field(True, description="start the LoRA from the champion's instead of a fresh one")
     train: dict[str, Any] = Field(default_factory=dict, description="TrainConfig overrides")
     evaluation: dict[str, Any] = Field(default_factory=dict, description="EvalConfig overrides")

@@ -59,7 +59,7 @@ from adfame.repositories.selections import SelectionRecord
 from adfame.schemas import PromptRequest
 from adfame.settings import Settings, get_settings
 from bench.report import figure, progress, say
-from inference.model import ModelServer, default_device, filled_once
+from inference.model import ModelServer, ModelVersionRef, default_device, filled_once
 from inference.simulator import BUILTIN_PROMPTS
 from inference.tastes import Taste, parse_taste, pick, win_rate
 from inference.tiny_wan import cached_tiny_wan
@@ -69,7 +69,8 @@ from training.config import TrainConfig
 from training.evaluation import EvalConfig, generate_samples
 from training.export import is_heldout, write_export_folder
 from training.taste_win_rate import as_seen
-from training.trainer import CACHE_FOLDER, train
+from training.trainer import CACHE_FOLDER, WarmStart, train
+from training.wan_spec import LORA_FILE
 
 CONTROL_TASTE = "random"
 WIN_THRESHOLD = 0.6  # issue 10: "the challenger's mean win rate over 3 seeds is at least 60 %"
@@ -152,12 +153,19 @@ def plan_requests(size: LoopSize, data_seed: int) -> list[tuple[PromptRequest, l
     return planned
 
 
-def _generate_into(folder: Path, server: ModelServer, planned: list[Candidate], size: LoopSize) -> None:
-    """Generate every planned candidate with the base model and write its mp4 as ``<object key hash>.mp4``."""
+def _generate_into(
+    folder: Path,
+    server: ModelServer,
+    planned: list[Candidate],
+    size: LoopSize,
+    champion: ModelVersionRef | None,
+) -> None:
+    """Generate every planned candidate with the champion (None: the base model) and write its mp4 as
+    ``<object key hash>.mp4``."""
     for start in range(0, len(planned), GENERATION_BATCH):
         batch = planned[start : start + GENERATION_BATCH]
         videos = server.generate(
-            None,
+            champion,
             [c.variation_prompt for c in batch],
             [c.seed for c in batch],
             num_frames=size.num_frames,
@@ -174,18 +182,28 @@ def _video_name(candidate: Candidate) -> str:
 
 
 def generate_candidates(
-    server: ModelServer, size: LoopSize, data_seed: int, cache_root: Path, base_model: str
+    server: ModelServer,
+    size: LoopSize,
+    data_seed: int,
+    cache_root: Path,
+    base_model: str,
+    champion_lora: Path | None = None,
 ) -> Candidates:
-    """The champion's candidates, generated once per (base model, size, data seed) into ``cache_root``.
+    """The champion's candidates (the base model's, or ``champion_lora``'s), generated once per (model,
+    size, data seed) into ``cache_root``.
 
     Why a cache: the candidates do not depend on the taste, and generating 1000 of them takes minutes
     on a CPU; every taste, training seed and later run picks from the same ones.
     """
     planned = plan_requests(size, data_seed)
     everything = [c for _, cands in planned for c in cands]
-    key = hashlib.sha256(json.dumps([base_model, dataclasses.asdict(size), data_seed]).encode()).hexdigest()
+    lora = hashlib.sha256((champion_lora / LORA_FILE).read_bytes()).hexdigest() if champion_lora else None
+    identity = [base_model, dataclasses.asdict(size), data_seed] + ([lora] if lora else [])
+    key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()
+    champion = ModelVersionRef("bench-champion", lora, str(champion_lora)) if champion_lora and lora else None
     folder = filled_once(
-        cache_root / f"candidates-{key[:16]}", lambda tmp: _generate_into(tmp, server, everything, size)
+        cache_root / f"candidates-{key[:16]}",
+        lambda tmp: _generate_into(tmp, server, everything, size, champion),
     )
     mp4s = {c.object_key: (folder / _video_name(c)).read_bytes() for c in everything}
     return Candidates(
@@ -242,6 +260,7 @@ class Outcome:
     first_loss: float
     last_loss: float
     win_rates: dict[str, float] = field(default_factory=dict)  # judging taste -> win rate
+    lora_dir: str = ""  # the challenger's LoRA (a later round's champion)
 
 
 @dataclass(frozen=True)
@@ -292,8 +311,11 @@ class Loop:
         )
         return workspace.export_dir
 
-    def learn_and_judge(self, workspace: Workspace, trained_for: str, config: TrainConfig) -> Outcome:
-        """Train one challenger on the workspace's export and judge it against the champion."""
+    def learn_and_judge(
+        self, workspace: Workspace, trained_for: str, config: TrainConfig, warm_start: WarmStart | None = None
+    ) -> Outcome:
+        """Train one challenger on the workspace's export (from ``warm_start``'s LoRA when given) and
+        judge it against the champion."""
         result = train(
             config,
             workspace.export_dir,
@@ -302,6 +324,7 @@ class Loop:
             settings=self.settings,
             progress=False,
             track=self.track,
+            warm_start=warm_start,
         )
         cases = self.candidates.heldout(self.size)
         champion = [self.candidates.frames[c.object_key] for c in cases]
@@ -315,6 +338,7 @@ class Loop:
             first_loss=result.losses[0],
             last_loss=result.losses[-1],
             win_rates={judge.name: win_rate(judge, champion, challenger) for judge in self.judges},
+            lora_dir=str(result.lora_dir),
         )
 
 

@@ -101,6 +101,7 @@ def format_lineage(lineage: Lineage) -> str:
     lines += [
         f"  aliases      {', '.join(lineage.aliases) or 'none'}",
         f"  base model   {tags.get(LineageTag.BASE_MODEL, '?')}",
+        f"  started from {tags.get(LineageTag.PARENT_VERSION, 'none')}",
         f"  gate         {tags.get(LineageTag.GATE, '?')}"
         + (f": {tags[LineageTag.GATE_FAILED]}" if LineageTag.GATE_FAILED in tags else ""),
         f"  code commit  {tags.get(LineageTag.CODE_COMMIT, '?')}",

@@ -61,6 +61,7 @@ class LineageTag(StrEnum):
     EXPORT_MANIFEST = "export_manifest"
     DATASET_SNAPSHOT = "dataset_snapshot"
     TRAINING_RUN = "training_run"
+    PARENT_VERSION = "parent_version"  # the version its LoRA started from, "none" for a fresh adapter
     OBJECTIVE = "objective"
     CODE_COMMIT = "code_commit"
     GATE = "gate"  # "passed" or "failed"
@@ -310,6 +311,7 @@ def _log_version(
 
     run_id = train.run_id
     tags = lineage_tags(manifest=manifest, training_run=run_id or "", objective=objective, scores=scores)
+    tags[LineageTag.PARENT_VERSION] = train.parent or "none"
     tags[LineageTag.GATE] = "failed" if reasons else "passed"
     if reasons:
         tags[LineageTag.GATE_FAILED] = "; ".join(reasons)

@@ -10,6 +10,7 @@ diffusers, MLflow) are imported inside the steps, so the DAG file parses fast.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,10 +25,12 @@ from training.tracking import LORA_ARTIFACT_PATH
 
 if TYPE_CHECKING:
     from training.config import TrainConfig
-    from training.trainer import TrainResult
+    from training.trainer import TrainResult, WarmStart
+
+log = logging.getLogger(__name__)
 
 # What a training result and its hand-off between tasks have in common (the LoRA travels in MLflow).
-_RESULT_FIELDS = frozenset({"run_id", "steps", "losses", "seconds_per_step", "resumed_from"})
+_RESULT_FIELDS = frozenset({"run_id", "steps", "losses", "seconds_per_step", "resumed_from", "parent"})
 
 
 class RetrainConfError(ValueError):
@@ -39,11 +42,16 @@ class NoChallenger(RuntimeError):
 
 
 class Exported(BaseModel):
-    """After ``export_step``: the milestone's export, by its manifest."""
+    """After ``export_step``: the milestone's export, by its manifest, and the version to refine.
+
+    ``parent`` ("name/number") is the champion when the export was made: fixed here, in the first
+    task, so a retried training task starts from the same weights even if a promotion happened since.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     manifest: ExportManifest
+    parent: str | None = None
 
 
 class Trained(BaseModel):
@@ -59,6 +67,7 @@ class Trained(BaseModel):
     resumed_from: int | None
     objective: str
     beta: float
+    parent: str | None = None  # the version the LoRA started from; None: a fresh adapter
 
     @property
     def lora_uri(self) -> str:
@@ -131,17 +140,20 @@ def export_step(conf: RetrainConf, settings: Settings | None = None) -> Exported
     """Export the milestone's selections (idempotent: a re-run returns the same manifest)."""
     from training.export import export_milestone
 
+    settings = settings or get_settings()
     manifest = export_milestone(
         conf.milestone,
         settings=settings,
         heldout_share=conf.heldout_share,
         curated_sample=conf.curated_sample,
     )
-    return Exported(manifest=manifest)
+    parent = champion_version(_mlflow(settings), settings) if conf.warm_start else None
+    return Exported(manifest=manifest, parent=parent)
 
 
 def train_step(conf: RetrainConf, exported: Exported, settings: Settings | None = None) -> Trained:
-    """Fine-tune a LoRA on the export's train split; checkpoints make a retried task resume."""
+    """Fine-tune a LoRA on the export's train split, starting from the export's ``parent`` (the champion
+    then) when its shape fits; checkpoints make a retried task resume."""
     from training.config import TrainConfig
     from training.dataset import fetch_export
     from training.trainer import train
@@ -159,6 +171,7 @@ def train_step(conf: RetrainConf, exported: Exported, settings: Settings | None 
         checkpoint_uri=checkpoint_uri(conf.milestone),
         settings=settings,
         progress=False,
+        warm_start=warm_start(exported.parent, config, settings),
     )
     if result.run_id is None:
         raise RuntimeError(f"training logged no MLflow run (is MLflow at {settings.mlflow_url} up?)")
@@ -253,6 +266,33 @@ def download_lora(trained: Trained, folder: Path) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=trained.lora_uri, dst_path=str(folder)))
+
+
+def champion_version(client: Any, settings: Settings) -> str | None:
+    """The served champion as "name/number", or None while the base model is served."""
+    from inference.model import resolve_alias
+
+    champion = resolve_alias(client, CHAMPION_ALIAS, settings.registered_model)
+    return None if champion is None else f"{champion.name}/{champion.version}"
+
+
+def warm_start(parent: str | None, config: TrainConfig, settings: Settings) -> WarmStart | None:
+    """``parent``'s LoRA to start training from, or None (a fresh adapter) when there is no parent or
+    its shape differs from ``config``'s (a retrain that changes rank or modules starts afresh, and
+    says so in the log)."""
+    from inference.model import local_lora, version_ref
+    from training.trainer import WarmStart
+    from training.wan_spec import LoraShape
+
+    if parent is None:
+        return None
+    name, number = parent.rsplit("/", 1)
+    lora_dir = local_lora(version_ref(_mlflow(settings), name, number), settings.models_cache / "loras")
+    shape = LoraShape.of_saved(lora_dir)
+    if shape != LoraShape.of(config.rank, config.alpha, config.target_modules):
+        log.warning("training a fresh adapter: %s's LoRA has another shape (%s)", parent, shape)
+        return None
+    return WarmStart(parent, lora_dir)
 
 
 def champion_lora(client: Any, settings: Settings) -> Path | None:

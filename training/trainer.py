@@ -51,6 +51,18 @@ class ParallelMismatch(RuntimeError):
 
 
 @dataclass(frozen=True)
+class WarmStart:
+    """The LoRA a run starts from instead of a fresh adapter: a registered version's weights.
+
+    Why: a retrain refines the served champion, so what earlier milestones' picks taught is kept;
+    ``version`` ("name/number") is recorded on the run and in the new version's lineage.
+    """
+
+    version: str
+    lora_dir: Path
+
+
+@dataclass(frozen=True)
 class TrainResult:
     lora_dir: Path  # holds pytorch_lora_weights.safetensors
     steps: int
@@ -58,6 +70,7 @@ class TrainResult:
     run_id: str | None  # the MLflow run, None when untracked
     seconds_per_step: float  # mean over the steps this call ran
     resumed_from: int | None  # the checkpoint's step when the run resumed
+    parent: str | None = None  # the version the adapter started from (``WarmStart.version``)
 
 
 @functools.lru_cache(maxsize=8)
@@ -164,9 +177,15 @@ def _warmup(warmup_steps: int):  # -> Callable[[int], float]
 
 
 def start_session(
-    config: TrainConfig, export_dir: Path, base_model: str, cache_dir: Path, settings: Settings
+    config: TrainConfig,
+    export_dir: Path,
+    base_model: str,
+    cache_dir: Path,
+    settings: Settings,
+    warm_start: WarmStart | None = None,
 ) -> TrainingSession:
-    """Load the base model, encode the export (or read the cache), add the LoRA, build the optimizer."""
+    """Load the base model, encode the export (or read the cache), add the LoRA (fresh, or the
+    ``warm_start`` version's weights), build the optimizer."""
     accelerator = make_accelerator(config)
     location = resolve_source(base_model, settings=settings)
     spec = WanSpec.from_pretrained(location, device=str(accelerator.device))
@@ -174,6 +193,8 @@ def start_session(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)  # the LoRA's initial weights
         params = spec.add_lora(config.rank, config.alpha, config.target_modules)
+    if warm_start is not None:
+        spec.start_from(warm_start.lora_dir)
     if config.gradient_checkpointing:
         spec.transformer.enable_gradient_checkpointing()
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
@@ -202,8 +223,23 @@ def _run_steps(
             acc.wait_for_everyone()
 
 
-def _restore(session: TrainingSession, checkpoints: CheckpointStore | None) -> TrainingState | None:
-    """The last checkpoint of this run, restored into ``session``; None when it starts afresh."""
+def _run_tags(
+    config: TrainConfig, export_dir: Path, base_model: str, warm_start: WarmStart | None
+) -> tuple[str, dict[str, str]]:
+    """The MLflow run's name and tags: objective, base model, the version it started from ("none" for
+    a fresh adapter), and the export's milestone when known."""
+    tags = {"objective": config.objective, "base_model": base_model, "engine": config.engine}
+    tags["parent_version"] = warm_start.version if warm_start else "none"
+    manifest_file = Path(export_dir) / "manifest.json"
+    if not manifest_file.is_file():
+        return f"train-{config.objective}", tags | {"export": str(export_dir)}
+    manifest = read_manifest(Path(export_dir))
+    tags |= {"milestone": str(manifest.milestone), "export": manifest.uri}
+    return f"milestone-{manifest.milestone:05d}-{config.objective}", tags
+
+
+def _resume(session: TrainingSession, checkpoints: CheckpointStore | None) -> TrainingState | None:
+    """The last checkpoint of this run's config, restored into ``session``; None: start at step 0."""
     config = session.config
     state = checkpoints.latest(config.model_dump_json()) if checkpoints else None
     if state is not None:
@@ -212,15 +248,19 @@ def _restore(session: TrainingSession, checkpoints: CheckpointStore | None) -> T
     return state
 
 
-def _run_tags(config: TrainConfig, export_dir: Path, base_model: str) -> tuple[str, dict[str, str]]:
-    """The MLflow run's name and tags: objective, base model, and the export's milestone when known."""
-    tags = {"objective": config.objective, "base_model": base_model, "engine": config.engine}
-    manifest_file = Path(export_dir) / "manifest.json"
-    if not manifest_file.is_file():
-        return f"train-{config.objective}", tags | {"export": str(export_dir)}
-    manifest = read_manifest(Path(export_dir))
-    tags |= {"milestone": str(manifest.milestone), "export": manifest.uri}
-    return f"milestone-{manifest.milestone:05d}-{config.objective}", tags
+def _log_start(
+    tracker: RunTracker,
+    session: TrainingSession,
+    checkpoints: CheckpointStore | None,
+    base_model: str,
+    config_file: Path,
+) -> None:
+    """A new run's parameters and config file, then a step-0 checkpoint that names its MLflow run: an
+    attempt killed before its first real checkpoint resumes into this run, not into a second one."""
+    params = session.config.model_dump() | {"base_model": base_model, "items": len(session.data)}
+    tracker.log_start(params, config_file)
+    if checkpoints is not None and session.accelerator.is_main_process:
+        checkpoints.save(session.state(tracker.run_id))
 
 
 def train(
@@ -233,14 +273,15 @@ def train(
     settings: Settings | None = None,
     progress: bool = True,
     track: bool = True,
+    warm_start: WarmStart | None = None,
 ) -> TrainResult:
     """Train a LoRA on the export at ``export_dir`` (a local, verified folder); see the module doc.
 
     ``track`` False keeps the run out of MLflow even when the settings' server answers (benchmarks
-    and experiments that must not fill a stack's registry).
-
-    With ``checkpoint_uri`` (``s3://bucket/prefix``) the run checkpoints there and, started again
-    with the same URI and config, resumes from the last checkpoint and ends at ``config.steps``.
+    and experiments that must not fill a stack's registry). With ``checkpoint_uri``
+    (``s3://bucket/prefix``) the run checkpoints there and, started again with the same URI and
+    config, resumes from the last checkpoint and ends at ``config.steps``. ``warm_start`` seeds the
+    adapter with a registered version's LoRA instead of a fresh one.
     """
     settings = settings or get_settings()
     config = config.resolved()
@@ -248,11 +289,12 @@ def train(
         require_finetrainers()
     output_dir = Path(output_dir)
     config_file = config.to_file(output_dir / CONFIG_FILE)
-    session = start_session(config, Path(export_dir), base_model, output_dir / CACHE_FOLDER, settings)
+    cache = output_dir / CACHE_FOLDER
+    session = start_session(config, Path(export_dir), base_model, cache, settings, warm_start)
     checkpoints = CheckpointStore(checkpoint_uri, ObjectStore(settings)) if checkpoint_uri else None
-    state = _restore(session, checkpoints)
+    state = _resume(session, checkpoints)
     main = session.accelerator.is_main_process
-    run_name, tags = _run_tags(config, export_dir, base_model)
+    run_name, tags = _run_tags(config, export_dir, base_model, warm_start)
     with tracked_run(
         settings,
         resume_run_id=state.run_id if state else None,
@@ -261,12 +303,7 @@ def train(
         enabled=main and track,
     ) as tracker:
         if state is None:
-            tracker.log_start(
-                config.model_dump() | {"base_model": base_model, "items": len(session.data)}, config_file
-            )
-            if checkpoints is not None and main:
-                # Step 0 names the MLflow run: an attempt killed before step 1's checkpoint resumes into it.
-                checkpoints.save(session.state(tracker.run_id))
+            _log_start(tracker, session, checkpoints, base_model, config_file)
         bar = StepProgress(session.step, config.steps, every=config.log_every, enabled=progress and main)
         _run_steps(session, tracker, checkpoints, bar)
         bar.close()
@@ -281,4 +318,5 @@ def train(
         tracker.run_id,
         bar.seconds_per_step,
         state.step if state else None,
+        warm_start.version if warm_start else None,
     )

@@ -37,6 +37,35 @@ class SpecError(ValueError):
     """The model or the videos do not fit what the spec can train on; the message says which."""
 
 
+class LoraShapeMismatch(SpecError):
+    """A saved LoRA cannot seed the adapter being trained: rank, alpha or target modules differ."""
+
+
+_COMPONENT = "transformer."  # diffusers prefixes a pipeline LoRA's keys and metadata by component
+
+
+@dataclass(frozen=True)
+class LoraShape:
+    """What must match for one LoRA's weights to seed another adapter."""
+
+    rank: int
+    alpha: float
+    target_modules: tuple[str, ...]
+
+    @classmethod
+    def of_saved(cls, folder: Path) -> LoraShape:
+        """The shape a saved LoRA (``save_lora``'s folder) records in its adapter metadata."""
+        _, metadata = WanPipeline.lora_state_dict(folder, return_lora_metadata=True)
+        config = {key.removeprefix(_COMPONENT): value for key, value in (metadata or {}).items()}
+        if "r" not in config:
+            raise SpecError(f"the LoRA in {folder} records no adapter config (rank, alpha, modules)")
+        return cls(int(config["r"]), float(config["lora_alpha"]), tuple(sorted(config["target_modules"])))
+
+    @classmethod
+    def of(cls, rank: int, alpha: float, target_modules: Sequence[str]) -> LoraShape:
+        return cls(rank, float(alpha), tuple(sorted(target_modules)))
+
+
 @dataclass
 class WanSpec:
     """A loaded Wan pipeline, frozen, plus the operations training needs.
@@ -177,6 +206,23 @@ class WanSpec:
         result = set_peft_model_state_dict(self.transformer, state)
         if result.unexpected_keys:
             raise SpecError(f"LoRA state has keys this adapter lacks: {result.unexpected_keys[:5]}")
+
+    def start_from(self, folder: Path) -> None:
+        """Copy a saved LoRA's weights into the adapter ``add_lora`` attached: training continues from it.
+
+        Why: each retrain refines the served champion instead of starting again from the base model,
+        so what earlier milestones taught is kept (their picks are not in this milestone's export).
+        The saved adapter must have the shape being trained (``LoraShapeMismatch`` says what differs).
+        """
+        if self.lora_config is None:
+            raise SpecError("no adapter to start: call add_lora first")
+        config = self.lora_config
+        wanted = LoraShape.of(config.r, config.lora_alpha, config.target_modules)
+        saved = LoraShape.of_saved(folder)
+        if saved != wanted:
+            raise LoraShapeMismatch(f"the LoRA in {folder} ({saved}) cannot seed this adapter ({wanted})")
+        state = WanPipeline.lora_state_dict(folder)
+        self.load_lora_state_dict({key.removeprefix(_COMPONENT): value for key, value in state.items()})
 
     def load_lora(self, folder: Path) -> None:
         """Attach a saved LoRA (a folder holding ``pytorch_lora_weights.safetensors``), replacing any.

@@ -33,6 +33,7 @@ from adfame.settings import Settings
 from devkit.fault_report import FaultReport
 from devkit.fault_training import TENANT, TRAIN_TASK
 from training import retrain
+from training.config import TrainConfig
 from training.registry import LineageTag, milestone_version
 
 pytestmark = pytest.mark.integration
@@ -116,6 +117,12 @@ def test_a_milestone_becomes_a_gated_version_with_its_lineage(
     first = (milestone - 1) * SELECTIONS_PER_RETRAIN + 1
     assert tags[LineageTag.SELECTION_RANGE] == f"{first}..{milestone * SELECTIONS_PER_RETRAIN}"
     assert tags[LineageTag.OBJECTIVE] == "dpo" and tags[LineageTag.BASE_MODEL] == settings.model_source
+    # The LoRA started from the champion (this run adds a challenger only) when its adapter has the run's
+    # shape, else fresh.
+    start = retrain.warm_start(
+        retrain.champion_version(client, settings), TrainConfig(**conf["train"]), settings
+    )
+    assert tags[LineageTag.PARENT_VERSION] == (start.version if start else "none")
     run_id = tags[LineageTag.TRAINING_RUN]
     assert [m.step for m in client.get_metric_history(run_id, "loss")] == list(
         range(1, conf["train"]["steps"] + 1)

@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import WanPipeline
+from safetensors.torch import load_file
 
 from adfame.settings import Settings
 from training.config import TrainConfig
 from training.finetrainers_backend import EngineUnavailable
-from training.trainer import ParallelMismatch, item_indices, make_accelerator, train
+from training.trainer import ParallelMismatch, WarmStart, item_indices, make_accelerator, start_session, train
+from training.wan_spec import LORA_FILE, LoraShapeMismatch
 
 TINY = {"steps": 3, "batch_size": 2, "rank": 4, "alpha": 4.0, "log_every": 1}
 
@@ -62,6 +64,50 @@ def test_dpo_with_gradient_accumulation_reports_pair_metrics(
     assert result.losses[0] == pytest.approx(0.6931, abs=1e-3)  # log 2: the fresh adapter is the reference
     assert result.losses[-1] != result.losses[0]  # the adapter moved
     assert len(list((tmp_path / "cache").glob("dpo-*.pt"))) == 1  # latents and embeddings, encoded once
+
+
+def test_a_warm_start_continues_from_a_saved_lora_of_the_same_shape(
+    tiny_wan: Path, tiny_export: Path, tmp_path: Path, untracked: Settings
+) -> None:
+    config = TrainConfig(objective="dpo", learning_rate=1e-2, **TINY)
+    first = train(
+        config, tiny_export, base_model=str(tiny_wan), output_dir=tmp_path / "a", settings=untracked
+    )
+    parent = WarmStart("adfame-wan-lora/1", first.lora_dir)
+
+    session = start_session(
+        config.resolved(), tiny_export, str(tiny_wan), tmp_path / "cache", untracked, parent
+    )
+    saved = {
+        key.removeprefix("transformer."): value
+        for key, value in load_file(first.lora_dir / LORA_FILE).items()
+    }
+    started = session.spec.lora_state_dict()
+    assert started.keys() == saved.keys() and all(torch.equal(started[k], saved[k]) for k in saved)
+
+    second = train(
+        config,
+        tiny_export,
+        base_model=str(tiny_wan),
+        output_dir=tmp_path / "b",
+        settings=untracked,
+        warm_start=parent,
+    )
+    assert (first.parent, second.parent) == (None, "adfame-wan-lora/1")
+    # A fresh adapter is the reference (loss log 2); the warm one starts where the first run ended.
+    assert first.losses[0] == pytest.approx(0.6931, abs=1e-3)
+    assert second.losses[0] != pytest.approx(0.6931, abs=1e-3)
+
+    wider = TrainConfig(objective="dpo", **{**TINY, "rank": 8})
+    with pytest.raises(LoraShapeMismatch, match="rank=4"):
+        train(
+            wider,
+            tiny_export,
+            base_model=str(tiny_wan),
+            output_dir=tmp_path / "c",
+            settings=untracked,
+            warm_start=parent,
+        )
 
 
 def test_a_parallel_setting_the_launch_does_not_match_is_refused() -> None:
