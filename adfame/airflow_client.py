@@ -261,6 +261,27 @@ class AirflowClient:
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         return self._json("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
 
+    def task_tries(self, dag_id: str, run_id: str, task_id: str) -> list[dict[str, Any]]:
+        """Every try of one task instance, oldest first: its state, executor, queue, hostname and pid."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries"
+        return self._json("GET", path)["task_instances"]
+
+    def edge_workers(self, name: str | None = None) -> list[dict[str, Any]]:
+        """The edge workers the API server knows (state, queues, last heartbeat), by name when given.
+
+        Served by the edge3 provider's API (``/edge_worker/ui``) where the Edge executor is configured.
+        """
+        params = {"worker_name_pattern": name} if name else {}
+        return self._json("GET", "/edge_worker/ui/worker", params=params)["workers"]
+
+    def edge_jobs(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """The Edge executor's jobs of one DAG run: task, try, queue, state and the worker that ran it.
+
+        Airflow purges finished jobs after ``[edge] job_success_purge`` / ``job_fail_purge`` minutes.
+        """
+        params = {"dag_id_pattern": dag_id, "run_id_pattern": run_id}
+        return self._json("GET", "/edge_worker/ui/jobs", params=params)["jobs"]
+
     def task_log(
         self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1
     ) -> list[dict[str, Any]]:

@@ -123,6 +123,29 @@ def airflow_component(component: str, settings: Settings | None = None, since: f
     return Probe(status == "healthy", f"heartbeat {status or 'unknown'}")
 
 
+def edge_worker(name: str, settings: Settings | None = None, since: float | None = None) -> Probe:
+    """Whether the edge worker ``name`` is registered with the API server and takes work (idle or running).
+
+    With ``since`` (a Unix time), a heartbeat from before it does not count: a killed worker's row stays
+    ``idle`` until the scheduler marks it ``unknown``.
+    """
+    from adfame.airflow_client import AirflowClient, AirflowError
+
+    try:
+        with AirflowClient(settings or get_settings(), timeout_s=5) as client:
+            found = [w for w in client.edge_workers(name) if w["worker_name"] == name]
+    except AirflowError as exc:
+        return Probe(False, f"API server: HTTP {exc.status}" if exc.status else "API server not answering")
+    if not found:
+        return Probe(False, f"edge worker {name} not registered")
+    worker = found[0]
+    beat = worker.get("last_heartbeat")
+    if since is not None and (not beat or datetime.fromisoformat(beat).timestamp() < since):
+        return Probe(False, f"edge worker {name}: waiting for the first heartbeat")
+    queues = ",".join(worker.get("queues") or ["all"])
+    return Probe(worker["state"] in ("idle", "running"), f"edge worker {worker['state']}, queues {queues}")
+
+
 def consumer_group(group: str, settings: Settings | None = None) -> Probe:
     """Whether the Kafka consumer group has live members (a worker that joined and heartbeats)."""
     from kafka.errors import KafkaError

@@ -148,7 +148,18 @@ class Settings(BaseSettings):
     # (a share of the champion's value).
     gpu_pool: str = "gpu"
     gpu_pool_slots: int = Field(1, ge=1)
-    gpu_queue: str = "gpu"  # the executor queue GPU workers serve (Celery; LocalExecutor ignores it)
+    gpu_queue: str = "gpu"  # the executor queue GPU workers serve (the stack's edge worker, or Celery's)
+    # The Airflow executor of the training task: "EdgeExecutor" sends it to an edge worker serving
+    # gpu_queue (`adfame stack up` starts one, docs/stack.md); "" leaves it on the default executor
+    # (LocalExecutor, or CeleryExecutor with a worker on gpu_queue in docker-compose.yaml).
+    gpu_executor: str = "EdgeExecutor"
+    # The stack's edge worker: its name in Airflow (the edge_worker table, the Edge Worker page) and how
+    # many tasks it runs at once.
+    edge_worker_name: str = "adfame-edge-worker"
+    edge_worker_concurrency: int = Field(1, ge=1)
+    # The wait before Airflow retries a failed retrain_on_feedback task (a killed training resumes from
+    # its last checkpoint); the test profile shortens it.
+    retrain_retry_delay_s: float = Field(60.0, gt=0)
     gate_min_preference_accuracy: float = Field(0.5, ge=0.0, le=1.0)
     gate_quality_tolerance: float = Field(0.25, ge=0.0)
 

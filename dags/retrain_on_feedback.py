@@ -7,7 +7,8 @@ task without retries).
 
 1. **export_step**: milestone N's selections (winners, losers, prompts, seeds), a held-out share kept
    aside, to `s3://adfame-datasets/exports/milestone-NNNNN/` with a manifest. Idempotent.
-2. **train_step** (pool `gpu`, queue `gpu`): a LoRA on the export (`dpo` by default), logged to MLflow
+2. **train_step** (pool `gpu`, queue `gpu`, executor `EdgeExecutor`: an edge worker, on a GPU host where
+   there is one): a LoRA on the export (`dpo` by default), logged to MLflow
    with its loss curve; checkpoints to `s3://adfame-models/checkpoints/milestone-NNNNN`, so a retry
    resumes.
 3. **evaluate_step**: the new LoRA against the champion (or the base model) on the held-out pairs with
@@ -41,7 +42,7 @@ with adfame_dag(
     None,
     owner="ml",
     tags=["training"],
-    retry_delay=timedelta(minutes=1),
+    retry_delay=timedelta(seconds=SETTINGS.retrain_retry_delay_s),
     doc_md=__doc__,
     paused_at_creation=False,
 ):
@@ -50,6 +51,7 @@ with adfame_dag(
         step=retrain.train_step,
         pool=SETTINGS.gpu_pool,
         queue=SETTINGS.gpu_queue,
+        executor=SETTINGS.gpu_executor or None,
         execution_timeout=timedelta(hours=12),
     )
     evaluate = RetrainStepOperator(step=retrain.evaluate_step, execution_timeout=timedelta(hours=2))

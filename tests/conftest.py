@@ -21,6 +21,8 @@ from dotenv import dotenv_values
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from devkit.fault_report import FaultReport
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -49,6 +51,11 @@ STACK_ENVIRONMENT = dict(os.environ)
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="adfame-test-airflow-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+# The stack's executors, so DAGs parsed in-process validate their tasks' executors as the stack does
+# (imported only now: nothing of the project may read settings before the profile is applied).
+from adfame.stack.services import AIRFLOW_EXECUTORS  # noqa: E402
+
+os.environ.setdefault("AIRFLOW__CORE__EXECUTOR", AIRFLOW_EXECUTORS)
 # py4j logs from its atexit hook after pytest has closed the streams; that line is noise.
 logging.getLogger("py4j").setLevel(logging.WARNING)
 
@@ -101,3 +108,13 @@ def design_tables() -> frozenset[str]:
             "model_evaluations",
         }
     )
+
+
+@pytest.fixture(scope="session")
+def killed_training_retrain(suite_stack: None) -> FaultReport:
+    """The suite's one end-to-end run of retrain_on_feedback, with its training task SIGKILLed mid-run and
+    retried (fault (g), ``devkit.fault_training``): tests/integration/test_retrain_dag.py checks the run,
+    tests/reliability/test_training_task_killed.py its ledger. One run for both keeps CI's time down."""
+    from devkit.fault_training import training_task_killed
+
+    return training_task_killed()

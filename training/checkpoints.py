@@ -101,6 +101,12 @@ class CheckpointStore:
         log.info("checkpoint at step %d: s3://%s/%s", state.step, self.bucket, key)
         return key
 
+    def latest_step(self) -> int | None:
+        """The step of the last complete checkpoint (from ``latest.json`` alone), or None before the first."""
+        if not self.store.exists(self.bucket, f"{self.prefix}/{LATEST}"):
+            return None
+        return int(json.loads(self.store.get_bytes(self.bucket, f"{self.prefix}/{LATEST}"))["step"])
+
     def latest(self, config_json: str) -> TrainingState | None:
         """The last complete checkpoint, or None when the run never wrote one.
 

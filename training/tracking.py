@@ -2,7 +2,9 @@
 
 Tracking is on when a tracking URI is set in the environment (``MLFLOW_TRACKING_URI``) or the
 stack's MLflow answers; otherwise a run trains without it (a laptop, a unit test), and says so.
-A resumed run continues the MLflow run its checkpoint names, so one run holds the whole curve.
+A resumed run continues the MLflow run its checkpoint names, so one run holds the whole curve; the steps
+a killed attempt had already logged past its last checkpoint are not logged again (the resumed run
+recomputes the same steps: each is a function of the seed and the step), so each step has one point.
 Metrics are sent in batches every ``log_every`` steps and at the end, not one request per step.
 """
 
@@ -23,6 +25,8 @@ log = logging.getLogger(__name__)
 
 TRAINING_EXPERIMENT = "adfame-training"
 LORA_ARTIFACT_PATH = "lora"
+# The metric every objective logs once per step: how far a resumed run had already logged.
+STEP_METRIC = "loss"
 # System metrics (CPU, memory, GPU) are sampled this often; a short run still gets samples.
 SYSTEM_METRICS_INTERVAL_S = 2.0
 
@@ -39,10 +43,14 @@ def tracking_enabled(settings: Settings) -> bool:
 
 
 class RunTracker:
-    """Logs to one MLflow run (``run_id``); with ``run_id`` None every call does nothing."""
+    """Logs to one MLflow run (``run_id``); with ``run_id`` None every call does nothing.
 
-    def __init__(self, run_id: str | None) -> None:
+    Steps up to ``logged_through`` are in the run already (a killed attempt logged them) and are skipped.
+    """
+
+    def __init__(self, run_id: str | None, logged_through: int = 0) -> None:
         self.run_id = run_id
+        self.logged_through = logged_through
         self._pending: list = []  # mlflow.entities.Metric, sent by flush()
 
     def log_start(self, params: dict[str, object], config_file: Path) -> None:
@@ -55,7 +63,7 @@ class RunTracker:
         mlflow.log_artifact(str(config_file))
 
     def add_metrics(self, step: int, metrics: dict[str, float]) -> None:
-        if self.run_id is None:
+        if self.run_id is None or step <= self.logged_through:
             return
         from mlflow.entities import Metric
 
@@ -105,8 +113,16 @@ def tracked_run(
         run_id=resume_run_id, run_name=None if resume_run_id else run_name, log_system_metrics=True
     ) as run:
         mlflow.set_tags(tags)
-        tracker = RunTracker(run.info.run_id)
+        tracker = RunTracker(run.info.run_id, last_logged_step(run.info.run_id) if resume_run_id else 0)
         try:
             yield tracker
         finally:
             tracker.flush()
+
+
+def last_logged_step(run_id: str) -> int:
+    """The last step the run holds a ``STEP_METRIC`` point for (0 when none)."""
+    import mlflow
+
+    history = mlflow.MlflowClient().get_metric_history(run_id, STEP_METRIC)
+    return max((metric.step for metric in history), default=0)

@@ -248,6 +248,21 @@ def _resume(session: TrainingSession, checkpoints: CheckpointStore | None) -> Tr
     return state
 
 
+def _log_start(
+    tracker: RunTracker,
+    session: TrainingSession,
+    checkpoints: CheckpointStore | None,
+    base_model: str,
+    config_file: Path,
+) -> None:
+    """A new run's parameters and config file, then a step-0 checkpoint that names its MLflow run: an
+    attempt killed before its first real checkpoint resumes into this run, not into a second one."""
+    params = session.config.model_dump() | {"base_model": base_model, "items": len(session.data)}
+    tracker.log_start(params, config_file)
+    if checkpoints is not None and session.accelerator.is_main_process:
+        checkpoints.save(session.state(tracker.run_id))
+
+
 def train(
     config: TrainConfig,
     export_dir: Path,
@@ -288,9 +303,7 @@ def train(
         enabled=main and track,
     ) as tracker:
         if state is None:
-            tracker.log_start(
-                config.model_dump() | {"base_model": base_model, "items": len(session.data)}, config_file
-            )
+            _log_start(tracker, session, checkpoints, base_model, config_file)
         bar = StepProgress(session.step, config.steps, every=config.log_every, enabled=progress and main)
         _run_steps(session, tracker, checkpoints, bar)
         bar.close()

@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 _WRITE_CHECK_KEY = ".adfame/write-check"
 
 VENV_BIN = Path(sys.executable).parent
+EDGE_PROVIDER = "apache-airflow-providers-edge3"
+# Airflow 3's multi-executor configuration: the first is the default of every task.
+AIRFLOW_EXECUTORS = "LocalExecutor,airflow.providers.edge3.executors.EdgeExecutor"
 
 
 class Service(ABC):
@@ -529,7 +532,8 @@ class AirflowComponent(Service):
         fd = os.open(passwords, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump({self.settings.airflow_user: self.settings.airflow_password.get_secret_value()}, handle)
-        marker = self.home / f".migrated-{version('apache-airflow')}"
+        # The edge3 provider's tables (edge_worker, edge_job) migrate with Airflow's own.
+        marker = self.home / f".migrated-{version('apache-airflow')}-edge3-{version(EDGE_PROVIDER)}"
         if not (marker.exists() and self._metadata_db_initialised()):
             run_checked(
                 [str(VENV_BIN / "airflow"), "db", "migrate"],
@@ -599,11 +603,15 @@ class AirflowApiServer(AirflowComponent):
 
 
 class AirflowScheduler(AirflowComponent):
+    """The scheduler and its LocalExecutor. It serves no task logs: its tasks write them into the stack's
+    log folder, which the API server on this host reads directly (a log server would bind every
+    interface; docs/security.md)."""
+
     name = "airflow-scheduler"
     component = "scheduler"
 
-    def ports(self) -> list[int]:
-        return [self.settings.airflow_worker_log_port]
+    def command(self) -> list[str]:
+        return [str(VENV_BIN / "airflow"), self.component, "--skip-serve-logs"]
 
 
 class AirflowDagProcessor(AirflowComponent):
@@ -617,6 +625,44 @@ class AirflowTriggerer(AirflowComponent):
 
     def ports(self) -> list[int]:
         return [self.settings.airflow_triggerer_log_port]
+
+
+class AirflowEdgeWorker(AirflowComponent):
+    """An Airflow edge worker serving ``gpu_queue``: the Edge executor's tasks (the training task) run here.
+
+    It talks to the API server only, over HTTP (the edge API and the Execution API), the way a worker on a
+    GPU host does (docs/stack.md#the-edge-worker); like one, it keeps its task logs in a folder of its
+    own and pushes them to the API server. The probe asks the API server whether it is registered and
+    takes work (idle or running).
+    """
+
+    name = "airflow-edge-worker"
+    component = "edge-worker"
+    requires = ("postgres", "airflow-api-server", "airflow-scheduler")
+
+    def command(self) -> list[str]:
+        s = self.settings
+        return [
+            str(VENV_BIN / "airflow"),
+            "edge",
+            "worker",
+            "--queues",
+            s.gpu_queue,
+            "--concurrency",
+            str(s.edge_worker_concurrency),
+            "--edge-hostname",
+            s.edge_worker_name,
+            "--pid",
+            str(self.dir / "edge-worker.pid"),
+        ]
+
+    def environment(self) -> dict[str, str]:
+        return {**super().environment(), "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.dir / "logs")}
+
+    def probe(self) -> Probe:
+        proc = self.pidfile.process()
+        since = proc.create_time() if proc else None
+        return health.edge_worker(self.settings.edge_worker_name, self.settings, since=since)
 
 
 class InferenceWorker(Service):
@@ -715,7 +761,10 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         **s.folders_environment(),
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # LocalExecutor runs every task but those that name another executor: the training task names
+        # the Edge executor (ADFAME_GPU_EXECUTOR), whose worker serves its queue (AirflowEdgeWorker).
+        "AIRFLOW__CORE__EXECUTOR": AIRFLOW_EXECUTORS,
+        **edge_environment(s),
         "AIRFLOW__CORE__PARALLELISM": str(s.airflow_parallelism),
         "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(s.airflow_parallelism),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -735,6 +784,17 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         # New DAG files show up within seconds instead of minutes.
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "15",
+    }
+
+
+def edge_environment(settings: Settings) -> dict[str, str]:
+    """The edge3 provider's part: the API server serves the edge API, workers poll it every 2 s (a
+    queued training task starts within seconds) and send a heartbeat every 10 s."""
+    return {
+        "AIRFLOW__EDGE__API_ENABLED": "True",
+        "AIRFLOW__EDGE__API_URL": f"{settings.airflow_url}/edge_worker/v1/rpcapi",
+        "AIRFLOW__EDGE__JOB_POLL_INTERVAL": "2",
+        "AIRFLOW__EDGE__HEARTBEAT_INTERVAL": "10",
     }
 
 
@@ -758,6 +818,7 @@ SERVICE_CLASSES: tuple[type[Service], ...] = (
     AirflowScheduler,
     AirflowDagProcessor,
     AirflowTriggerer,
+    AirflowEdgeWorker,
     InferenceWorker,
     ApiServer,
     Dashboard,

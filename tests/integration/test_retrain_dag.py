@@ -1,10 +1,15 @@
 """retrain_on_feedback end to end, once, on the real stack: a milestone of 200 selections becomes a
-registered version with its lineage and a gate decision; registering again adds nothing; a bad conf fails
-the first task; ``adfame lineage`` follows a request of the new version back to the selections.
+registered version with its lineage and a gate decision; the training task runs on the stack's edge
+worker (Edge executor, queue gpu) and every other task on LocalExecutor; registering again adds nothing;
+a bad conf fails the first task; ``adfame lineage`` follows a request of the new version back to the
+selections.
 
-The DAG's tasks run in the test stack's Airflow with the stack's settings, so the selections go into the
-stack's app database (its schema brought up to date first): the next whole milestone there. The run is
-sized for CI (a few training steps, a few held-out videos); learning figures belong to bench/.
+The one run is fault (g)'s (``killed_training_retrain``, tests/conftest.py): its training task is SIGKILLed
+mid-run and retried, which tests/reliability/test_training_task_killed.py judges; here it is the
+ordinary end-to-end run. The DAG's tasks run in the test stack's Airflow with the stack's settings, so
+the selections go into the stack's app database (its schema brought up to date first): the next whole
+milestone there. The run is sized for CI (a few training steps, a few held-out videos); learning
+figures belong to bench/.
 """
 
 from __future__ import annotations
@@ -15,61 +20,24 @@ import uuid
 from pathlib import Path
 
 import pytest
-from api_support import complete_request, make_mp4
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from adfame import db
 from adfame.airflow_client import AirflowClient
-from adfame.contracts import CHALLENGER_ALIAS, RETRAIN_DAG_ID, SELECTIONS_PER_RETRAIN, VIDEOS_BUCKET
+from adfame.contracts import CHALLENGER_ALIAS, RETRAIN_DAG_ID, SELECTIONS_PER_RETRAIN
 from adfame.mlflow_setup import configure_mlflow
 from adfame.repositories.requests import Outcome, finish_request, record_request
-from adfame.repositories.selections import insert_milestone, insert_selection, mark_triggered
+from adfame.repositories.selections import insert_milestone, mark_triggered
 from adfame.schemas import PromptRequest, RetrainConf
 from adfame.settings import Settings
-from adfame.storage import ObjectStore
-from inference.model import init_default_model
+from devkit.fault_report import FaultReport
+from devkit.fault_training import TENANT, TRAIN_TASK
 from training import retrain
 from training.config import TrainConfig
 from training.registry import LineageTag, milestone_version
 
 pytestmark = pytest.mark.integration
 ADFAME = str(Path(sys.executable).parent / "adfame")
-TENANT = "retrainer"
-CANDIDATES = 2
-CONF_OVERRIDES = {
-    "train": {"steps": 3, "batch_size": 2, "checkpoint_every": 2, "log_every": 1, "rank": 4, "alpha": 4},
-    "evaluation": {
-        "heldout_pairs": 2,
-        "heldout_prompts": 1,
-        "margin_draws": 1,
-        "num_frames": 5,
-        "height": 32,
-        "width": 32,
-        "fairness_subjects": ["young woman", "old man"],
-    },
-}
-
-
-def next_milestone(app: Engine, store: ObjectStore) -> int:
-    """Fill the stack's current milestone with rows only, then make the next one of 200 real selections
-    (two real mp4 candidates each, the first picked); returns its number."""
-    with app.connect() as conn:
-        count = conn.execute(text("select count(*) from selections")).scalar_one()
-    fill = -count % SELECTIONS_PER_RETRAIN
-    videos = [make_mp4(shade, frames=5, size=32) for shade in range(CANDIDATES)]  # small: 320 clips to encode
-    ids = []
-    for number in range(fill + SELECTIONS_PER_RETRAIN):
-        request = PromptRequest(tenant=TENANT, prompt=f"sneakers on a running track, take {number}")
-        record_request(app, request)
-        real = number >= fill
-        keys = complete_request(app, None, request.request_id, TENANT, candidates=CANDIDATES)
-        for key, video in zip(keys if real else [], videos, strict=False):
-            store.put_bytes(VIDEOS_BUCKET, key, video, content_type="video/mp4")
-        ids.append(request.request_id)
-    with app.begin() as conn:
-        for request_id in ids:
-            insert_selection(conn, request_id, 0, TENANT)
-    return (count + fill) // SELECTIONS_PER_RETRAIN + 1
 
 
 def served_request(app: Engine, version_label: str) -> uuid.UUID:
@@ -81,27 +49,59 @@ def served_request(app: Engine, version_label: str) -> uuid.UUID:
     return request.request_id
 
 
-@pytest.mark.timeout(900)  # one DAG run of five tasks, each a fresh Airflow task process
-def test_a_milestone_becomes_a_gated_version_with_its_lineage(settings: Settings) -> None:
-    store = ObjectStore(settings)
-    app = db.create_engine_for(settings)
-    db.upgrade(app)
-    init_default_model(settings, store)
-    milestone = next_milestone(app, store)
-    # The LoRA starts from the champion of the moment when its adapter has the run's shape (else fresh).
-    champion = retrain.champion_version(configure_mlflow(settings), settings)
-    start = retrain.warm_start(champion, TrainConfig(**CONF_OVERRIDES["train"]), settings)
-    conf = {"milestone": milestone, "selection_count": milestone * SELECTIONS_PER_RETRAIN, **CONF_OVERRIDES}
+@pytest.mark.timeout(1200)  # the fixture's DAG run: five tasks, the training task twice (killed once)
+def test_the_training_task_runs_on_the_edge_worker_and_the_others_on_local_executor(
+    settings: Settings, killed_training_retrain: FaultReport
+) -> None:
+    run_id = killed_training_retrain.details["run_id"]
     with AirflowClient(settings) as airflow:
-        run = airflow.run_dag(
-            RETRAIN_DAG_ID, conf, run_id=f"test_retrain_{uuid.uuid4().hex[:8]}", timeout_s=900
-        )
-        states = {ti["task_id"]: ti["state"] for ti in run.task_instances}
-        assert run.succeeded, states
-        assert {ti["task_id"]: ti["pool"] for ti in run.task_instances}["train_step"] == settings.gpu_pool
+        instances = {ti["task_id"]: ti for ti in airflow.task_instances(RETRAIN_DAG_ID, run_id)}
+        tries = airflow.task_tries(RETRAIN_DAG_ID, run_id, TRAIN_TASK)
+        jobs = [job for job in airflow.edge_jobs(RETRAIN_DAG_ID, run_id) if job["task_id"] == TRAIN_TASK]
+    train = instances.pop(TRAIN_TASK)
+    assert (train["state"], train["executor"], train["queue"], train["pool"]) == (
+        "success", "EdgeExecutor", settings.gpu_queue, settings.gpu_pool,
+    )  # fmt: skip
+    assert {(t["executor"], t["queue"]) for t in tries} == {("EdgeExecutor", settings.gpu_queue)}
+    # The Edge executor's own records: each try was a job on the stack's edge worker, the last succeeded.
+    by_try = {job["try_number"]: job for job in jobs}
+    assert sorted(by_try) == [int(t["try_number"]) for t in tries]
+    assert {job["edge_worker"] for job in jobs} == {settings.edge_worker_name}
+    assert by_try[int(train["try_number"])]["state"] == "success"
+    # The worker keeps its task logs in its own folder, as on another host, and pushes them to the API
+    # server: the training task's log is there and in the API server's; no other task's is.
+    edge_logs = (
+        settings.state_dir / "airflow-edge-worker" / "logs" / f"dag_id={RETRAIN_DAG_ID}" / f"run_id={run_id}"
+    )
+    assert [p.name for p in edge_logs.iterdir()] == [f"task_id={TRAIN_TASK}"]
+    log = airflow_log_text(settings, run_id, int(train["try_number"]))
+    assert "resuming from the checkpoint" in log
+    for task_id, ti in instances.items():
+        assert ti["executor"] in (None, "LocalExecutor"), (task_id, ti["executor"])
+
+
+def airflow_log_text(settings: Settings, run_id: str, try_number: int) -> str:
+    """The training try's log as the API server serves it (pushed there by the edge worker)."""
+    with AirflowClient(settings) as airflow:
+        events = airflow.task_log(RETRAIN_DAG_ID, run_id, TRAIN_TASK, try_number)
+    return "\n".join(str(event.get("event", "")) for event in events)
+
+
+@pytest.mark.timeout(900)
+def test_a_milestone_becomes_a_gated_version_with_its_lineage(
+    settings: Settings, killed_training_retrain: FaultReport
+) -> None:
+    app = db.create_engine_for(settings)
+    details = killed_training_retrain.details
+    milestone, conf = details["milestone"], details["conf"]
+    with AirflowClient(settings) as airflow:
+        run = airflow.get_dag_run(RETRAIN_DAG_ID, details["run_id"])
+        instances = airflow.task_instances(RETRAIN_DAG_ID, details["run_id"])
+        states = {ti["task_id"]: ti["state"] for ti in instances}
+        assert run["state"] == "success", states
         evaluated = airflow.request(
             "GET",
-            f"/api/v2/dags/{RETRAIN_DAG_ID}/dagRuns/{run.run_id}/taskInstances/evaluate_step/xcomEntries/return_value",
+            f"/api/v2/dags/{RETRAIN_DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances/evaluate_step/xcomEntries/return_value",
         ).json()["value"]
 
         bad = airflow.run_dag(
@@ -117,9 +117,16 @@ def test_a_milestone_becomes_a_gated_version_with_its_lineage(settings: Settings
     first = (milestone - 1) * SELECTIONS_PER_RETRAIN + 1
     assert tags[LineageTag.SELECTION_RANGE] == f"{first}..{milestone * SELECTIONS_PER_RETRAIN}"
     assert tags[LineageTag.OBJECTIVE] == "dpo" and tags[LineageTag.BASE_MODEL] == settings.model_source
+    # The LoRA started from the champion (this run adds a challenger only) when its adapter has the run's
+    # shape, else fresh.
+    start = retrain.warm_start(
+        retrain.champion_version(client, settings), TrainConfig(**conf["train"]), settings
+    )
     assert tags[LineageTag.PARENT_VERSION] == (start.version if start else "none")
     run_id = tags[LineageTag.TRAINING_RUN]
-    assert len(client.get_metric_history(run_id, "loss")) == 3
+    assert [m.step for m in client.get_metric_history(run_id, "loss")] == list(
+        range(1, conf["train"]["steps"] + 1)
+    )
     if tags[LineageTag.GATE] == "passed":
         assert states["announce_step"] == "success" and CHALLENGER_ALIAS in version.aliases
     else:
@@ -141,7 +148,7 @@ def test_a_milestone_becomes_a_gated_version_with_its_lineage(settings: Settings
     # What `make demo` prints after its picks: the milestone's run, its version, gate and scores.
     with app.begin() as conn:
         insert_milestone(conn, milestone, milestone * SELECTIONS_PER_RETRAIN)
-    mark_triggered(app, milestone, RETRAIN_DAG_ID, run.run_id)
+    mark_triggered(app, milestone, RETRAIN_DAG_ID, run["dag_run_id"])
     shown = subprocess.run(
         [ADFAME, "retrain", "show", "--milestone", str(milestone), "--wait", "60"],
         capture_output=True,
@@ -149,7 +156,7 @@ def test_a_milestone_becomes_a_gated_version_with_its_lineage(settings: Settings
         timeout=120,
     )
     assert shown.returncode == 0, shown.stdout + shown.stderr
-    assert f"{run.run_id} success" in shown.stdout
+    assert f"{run['dag_run_id']} success" in shown.stdout
     assert f"version {version.name}/{version.version}" in shown.stdout and run_id in shown.stdout
     assert "challenger_heldout_preference_accuracy" in shown.stdout
     app.dispose()

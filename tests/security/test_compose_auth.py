@@ -19,7 +19,15 @@ from adfame.settings import _GENERATED_SECRETS
 COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yaml"
 REQUIRED = re.compile(r"^\$\{(?P<name>ADFAME_\w+):\?[^}]*\}$")
 # Services that call MLflow: AdFame's processes and every Airflow component (tasks log runs and models).
-MLFLOW_CLIENTS = ("worker", "api", "dashboard", "airflow-scheduler", "airflow-api-server", "airflow-worker")
+MLFLOW_CLIENTS = (
+    "worker",
+    "api",
+    "dashboard",
+    "airflow-scheduler",
+    "airflow-api-server",
+    "airflow-worker",
+    "airflow-edge-worker",  # the training task logs its run there
+)
 
 
 @pytest.fixture(scope="module")

@@ -55,13 +55,12 @@ def _listening(pid: int) -> list[tuple[str, int]]:
 
 
 def _airflow_log_servers(settings: Settings) -> set[tuple[str, int]]:
-    """The one known exception: Airflow's task and trigger log servers bind every interface, hard-coded
-    (``host=""`` in airflow/utils/serve_logs/core.py, no setting); they answer only requests signed with
-    the JWT secret (checked below). docs/security.md names it and the way to close it."""
-    return {
-        ("airflow-scheduler", settings.airflow_worker_log_port),
-        ("airflow-triggerer", settings.airflow_triggerer_log_port),
-    }
+    """The one known exception: Airflow's trigger log server binds every interface, hard-coded
+    (``host=""`` in airflow/utils/serve_logs/core.py, no setting); it answers only requests signed with
+    the JWT secret (checked below). The scheduler starts with ``--skip-serve-logs`` (its tasks' logs are
+    read from the shared folder); a deferred task's trigger log is read only through the triggerer's
+    server, so it stays. docs/security.md says why."""
+    return {("airflow-triggerer", settings.airflow_triggerer_log_port)}
 
 
 def test_every_running_service_listens_on_loopback_only(settings: Settings) -> None:

@@ -16,6 +16,7 @@ import yaml
 
 from adfame import contracts
 from adfame.settings import ENV_PREFIX, Settings
+from adfame.stack.services import AIRFLOW_EXECUTORS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yaml"
@@ -30,6 +31,7 @@ AIRFLOW_SERVICES = {
 }
 APP_SERVICES = {"worker": "worker", "api": "api", "dashboard": "dashboard"}
 GPU_WORKER_SERVICES = {"redis", "airflow-worker", "airflow-gpu-worker"}
+EDGE_WORKER = "airflow-edge-worker"
 ONE_SHOT_SERVICES = {"kafka-init", "s3-init", "airflow-init"}
 
 # Service -> the Settings field that holds its host port.
@@ -314,7 +316,8 @@ def test_airflow_runs_local_executor_on_postgres(
 ) -> None:
     common = yaml.safe_load(text)["x-airflow-common"]
     env = {key: resolve(value) for key, value in environment(common).items()}
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW__CORE__EXECUTOR"] == AIRFLOW_EXECUTORS  # LocalExecutor first, as `adfame stack up`
+    assert env["AIRFLOW__EDGE__API_ENABLED"] == "true"
     assert int(env["AIRFLOW__CORE__PARALLELISM"]) == defaults.airflow_parallelism
     conn = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     assert conn.startswith("postgresql") and conn.endswith(f"@postgres:5432/{defaults.airflow_db}")
@@ -344,7 +347,7 @@ def test_app_slots_build_the_project_image_under_a_profile(services: dict[str, d
         dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
         assert (ROOT / context / dockerfile).is_file()
         assert script(service).split() == ["adfame", subcommand]
-    for name in set(services) - set(APP_SERVICES) - set(GPU_WORKER_SERVICES):
+    for name in set(services) - set(APP_SERVICES) - set(GPU_WORKER_SERVICES) - {EDGE_WORKER}:
         assert not services[name].get("profiles"), f"{name} should start with a plain `up`"
 
 
@@ -361,6 +364,28 @@ def test_training_can_go_to_gpu_workers_on_their_own_queue(
     devices = services["airflow-gpu-worker"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["capabilities"] == ["gpu"]
     assert "default" in services["airflow-worker"]["command"]
+
+
+def test_training_can_go_to_an_edge_worker_with_a_gpu(
+    services: dict[str, dict[str, Any]], defaults: Settings
+) -> None:
+    """Profile edge: an edge worker on the gpu queue with one NVIDIA GPU, reaching the api-server by HTTP."""
+    worker = services[EDGE_WORKER]
+    assert worker.get("profiles") == ["edge"]
+    command = worker["command"]
+    assert command[:3] == ["airflow", "edge", "worker"]
+    assert command[command.index("--queues") + 1] == defaults.gpu_queue
+    assert command[command.index("--edge-hostname") + 1] == defaults.edge_worker_name
+    assert defaults.edge_worker_name in " ".join(worker["healthcheck"]["test"])
+    devices = worker["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"] and devices[0]["count"] == 1
+    env = {key: resolve(value) for key, value in environment(worker).items()}
+    assert env["AIRFLOW__CORE__EXECUTOR"] == AIRFLOW_EXECUTORS
+    assert env["AIRFLOW__EDGE__API_URL"] == "http://airflow-api-server:8080/edge_worker/v1/rpcapi"
+    assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in env  # HTTP only, like a worker on another host
+    # The DAGs name the Edge executor only when asked: without a GPU host the training task stays local.
+    common = {key: resolve(value) for key, value in environment(services["airflow-scheduler"]).items()}
+    assert common["ADFAME_GPU_EXECUTOR"] == ""
 
 
 def test_dockerfile_installs_the_lock_then_the_project() -> None:

@@ -55,3 +55,34 @@ def test_extra_dag_folders_become_bundles_beside_the_dags_folder(tmp_path) -> No
     assert bundles[0]["kwargs"] == {}
     assert bundles[1]["kwargs"] == {"path": str(folder)}
     json.dumps(bundles)  # Airflow reads it as JSON from AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST
+
+
+def test_airflow_runs_local_executor_beside_the_edge_executor_and_serves_the_edge_api(settings) -> None:
+    from adfame.stack.services import AIRFLOW_EXECUTORS, airflow_environment
+
+    env = airflow_environment(settings)
+    assert env["AIRFLOW__CORE__EXECUTOR"] == AIRFLOW_EXECUTORS
+    assert AIRFLOW_EXECUTORS.split(",")[0] == "LocalExecutor"  # the default of every other task
+    assert AIRFLOW_EXECUTORS.split(",")[1].rsplit(".", 1)[1] == settings.gpu_executor
+    assert env["AIRFLOW__EDGE__API_ENABLED"] == "True"
+    assert env["AIRFLOW__EDGE__API_URL"] == f"{settings.airflow_url}/edge_worker/v1/rpcapi"
+
+
+def test_the_edge_worker_serves_the_gpu_queue_under_its_name_with_a_log_folder_of_its_own(settings) -> None:
+    from adfame.stack.services import AirflowEdgeWorker
+
+    worker = AirflowEdgeWorker(settings)
+    command = worker.command()
+    assert command[1:3] == ["edge", "worker"]
+    assert command[command.index("--queues") + 1] == settings.gpu_queue
+    assert command[command.index("--edge-hostname") + 1] == settings.edge_worker_name
+    assert command[command.index("--concurrency") + 1] == str(settings.edge_worker_concurrency)
+    assert not worker.optional and worker.ports() == []  # it serves nothing: it polls the API server
+    assert worker.environment()["AIRFLOW__LOGGING__BASE_LOG_FOLDER"] == str(worker.dir / "logs")
+
+
+def test_the_scheduler_serves_no_task_logs(settings) -> None:
+    from adfame.stack.services import AirflowScheduler
+
+    scheduler = AirflowScheduler(settings)
+    assert "--skip-serve-logs" in scheduler.command() and scheduler.ports() == []
