@@ -185,7 +185,7 @@ class FaultRig:
     def open(self) -> None:
         """The stack up, the run's database migrated, the base model published, the API and workers warm."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.stack.up()
+        self.ensure_platform()
         with _admin(self.settings).connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{self.database}"'))
         self.engine = db.create_engine_for(self.settings, database=self.database)

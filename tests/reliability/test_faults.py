@@ -26,7 +26,7 @@ def assert_clean(report: FaultReport) -> None:
 
 
 def test_a_sigkill_storm_of_the_workers_loses_and_repeats_nothing(fault_rig: FaultRig) -> None:
-    report = scenarios.sigkill_storm(fault_rig, scenarios.Load(6, 1.0), kills=3, interval_s=3.0)
+    report = scenarios.sigkill_storm(fault_rig, scenarios.Load(6, 1.0), kills=3, interval_s=2.0)
     assert_clean(report)
     assert report.details["kills"] == 3
     assert [worker.starts for worker in fault_rig.workers] == [3, 2]  # killed and started again
@@ -38,7 +38,7 @@ def test_a_kafka_broker_restart_loses_and_repeats_nothing(fault_rig: FaultRig) -
 
 
 def test_an_object_store_outage_delays_requests_and_loses_nothing(fault_rig: FaultRig) -> None:
-    report = scenarios.object_store_outage(fault_rig, scenarios.Load(4, 0.5), outage_s=30.0)
+    report = scenarios.object_store_outage(fault_rig, scenarios.Load(4, 0.5), outage_s=15.0)
     assert_clean(report)
     assert report.details["failed_during_outage"] == 0, "an outage must not fail a request"
     logs = "".join(w.log_path.read_text() for w in fault_rig.workers)
@@ -62,7 +62,7 @@ def test_a_milestone_reached_while_airflow_is_down_starts_one_dag_run_once_it_is
 
 
 def test_workers_switch_versions_only_once_mlflow_is_back_and_serve_meanwhile(fault_rig: FaultRig) -> None:
-    report = scenarios.mlflow_outage_during_switch(fault_rig, scenarios.Load(6, 0.5), outage_s=10.0)
+    report = scenarios.mlflow_outage_during_switch(fault_rig, scenarios.Load(6, 0.5), outage_s=5.0)
     assert_clean(report)
     model = fault_rig.registered_model
     assert "failed" not in report.details["served_during_outage"]
