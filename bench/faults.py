@@ -28,16 +28,20 @@ from devkit.fault_report import FaultReport
 
 
 def plans(scale: int, outage_s: float) -> dict[str, Callable[..., FaultReport]]:
-    """Each scenario with ``scale`` times the tests' traffic (and the storm ``scale`` times as long)."""
+    """Each scenario with ``scale`` times the tests' visits, sent faster than two workers serve them (so
+    requests queue up), the fault injected once a third of them were accepted."""
     from devkit.faults import scenarios as s
 
+    def load(count: int, rate_per_s: float) -> s.Load:
+        return s.Load(count * scale, rate_per_s, inject_after=max(1, count * scale // 3))
+
     return {
-        "worker-sigkill": lambda rig: s.sigkill_storm(rig, s.Load(6 * scale, 1.0), kills=3 * scale),
-        "kafka-restart": lambda rig: s.kafka_restart(rig, s.Load(4 * scale, 1.0)),
-        "s3-outage": lambda rig: s.object_store_outage(rig, s.Load(4 * scale, 0.5), outage_s=outage_s),
-        "postgres-restart": lambda rig: s.postgres_restart(rig, s.Load(4 * scale, 1.0)),
+        "worker-sigkill": lambda rig: s.sigkill_storm(rig, load(6, 2.0), kills=3 * scale),
+        "kafka-restart": lambda rig: s.kafka_restart(rig, load(6, 2.0)),
+        "s3-outage": lambda rig: s.object_store_outage(rig, load(6, 1.0), outage_s=outage_s),
+        "postgres-restart": lambda rig: s.postgres_restart(rig, load(6, 2.0)),
         "airflow-milestone": lambda rig: s.airflow_outage_across_milestone(rig, s.Load(3 * scale, 1.0)),
-        "mlflow-switch": lambda rig: s.mlflow_outage_during_switch(rig, s.Load(6 * scale, 0.5)),
+        "mlflow-switch": lambda rig: s.mlflow_outage_during_switch(rig, s.Load(6 * scale, 1.0)),
     }
 
 

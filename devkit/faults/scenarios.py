@@ -38,10 +38,12 @@ AFTER_FAULT_VISITS = 2
 
 @dataclass(frozen=True)
 class Load:
-    """A scenario's traffic: ``count`` marketer visits started at ``rate_per_s`` a second."""
+    """A scenario's traffic: ``count`` marketer visits started at ``rate_per_s`` a second, the fault injected
+    once ``inject_after`` of them were accepted (and one is unfinished)."""
 
     count: int
     rate_per_s: float
+    inject_after: int = 1
 
 
 @dataclass(frozen=True)
@@ -81,13 +83,27 @@ def _first_finish_after(
     return None if first is None else (first - moment).total_seconds()
 
 
-def _wait_until_in_flight(rig: FaultRig, tenant: str, timeout_s: float = 120.0) -> int:
-    """Block until a request of ``tenant`` is accepted and unfinished; how many are."""
-    return wait_for(
-        lambda: _unfinished(rig, tenant),
-        what=f"a request of {tenant} in flight",
+def _accepted_and_unfinished(rig: FaultRig, tenant: str) -> tuple[int, int]:
+    with rig.engine.connect() as conn:
+        return tuple(
+            conn.execute(
+                text(
+                    "select count(*), count(*) filter (where status in ('queued', 'running'))"
+                    " from generation_requests where tenant = :t"
+                ),
+                {"t": tenant},
+            ).one()
+        )
+
+
+def _wait_until_in_flight(rig: FaultRig, tenant: str, accepted: int, timeout_s: float = 120.0) -> None:
+    """Block until ``accepted`` requests of ``tenant`` were recorded and one of them is unfinished."""
+    wait_for(
+        lambda: _accepted_and_unfinished(rig, tenant),
+        what=f"{accepted} requests of {tenant} accepted, one in flight",
         timeout_s=timeout_s,
         interval_s=0.05,
+        done=lambda counts: counts[0] >= accepted and counts[1] > 0,
     )
 
 
@@ -105,7 +121,9 @@ def run_fault(
     tenant = rig.tenant(fault)
     traffic = rig.traffic(tenant, load.count, load.rate_per_s)
     try:
-        in_flight = _wait_until_in_flight(rig, tenant) if wait_in_flight else 0
+        if wait_in_flight:
+            _wait_until_in_flight(rig, tenant, load.inject_after)
+        in_flight = _unfinished(rig, tenant)
         injected = inject()
         in_flight = injected.notes.pop(
             "in_flight", in_flight
