@@ -28,12 +28,12 @@ from devkit.fault_report import FaultReport
 
 
 def plans(scale: int, outage_s: float) -> dict[str, Callable[..., FaultReport]]:
-    """Each scenario with ``scale`` times the tests' visits, sent faster than two workers serve them (so
-    requests queue up), the fault injected once a third of them were accepted."""
+    """Each scenario with ``scale`` times the tests' visits, four times as many at once and sent faster than
+    two workers serve them (so requests queue up), the fault injected once a third of them were accepted."""
     from devkit.faults import scenarios as s
 
     def load(count: int, rate_per_s: float) -> s.Load:
-        return s.Load(count * scale, rate_per_s, inject_after=max(1, count * scale // 3))
+        return s.Load(count * scale, rate_per_s, inject_after=max(1, count * scale // 3), concurrency=8)
 
     return {
         "worker-sigkill": lambda rig: s.sigkill_storm(rig, load(6, 2.0), kills=3 * scale),

@@ -38,12 +38,14 @@ AFTER_FAULT_VISITS = 2
 
 @dataclass(frozen=True)
 class Load:
-    """A scenario's traffic: ``count`` marketer visits started at ``rate_per_s`` a second, the fault injected
-    once ``inject_after`` of them were accepted (and one is unfinished)."""
+    """A scenario's traffic: ``count`` marketer visits started at ``rate_per_s`` a second, at most
+    ``concurrency`` at once (a visit lasts until its pick, so this bounds the requests in flight), the fault
+    injected once ``inject_after`` of them were accepted (and one is unfinished)."""
 
     count: int
     rate_per_s: float
     inject_after: int = 1
+    concurrency: int = 2
 
 
 @dataclass(frozen=True)
@@ -119,15 +121,14 @@ def run_fault(
     """Traffic for the fault's tenant, ``inject`` once requests are in flight, everything back, a few more
     visits (so that recovery is measured however the traffic and the fault overlapped), the ledger."""
     tenant = rig.tenant(fault)
-    traffic = rig.traffic(tenant, load.count, load.rate_per_s)
+    traffic = rig.traffic(tenant, load.count, load.rate_per_s, load.concurrency)
     try:
         if wait_in_flight:
             _wait_until_in_flight(rig, tenant, load.inject_after)
         in_flight = _unfinished(rig, tenant)
         injected = inject()
-        in_flight = injected.notes.pop(
-            "in_flight", in_flight
-        )  # counted by the injection where it knows better
+        # An injection that waits for its moment itself (the registry switch) counts what was in flight then.
+        in_flight = injected.notes.pop("in_flight", in_flight)
     finally:
         rig.ensure_platform()
         rig.wait_until_serving()
