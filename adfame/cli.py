@@ -54,6 +54,12 @@ def cmd_stack_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stack_restart(args: argparse.Namespace) -> int:
+    seconds = _stack().restart(args.services)
+    print(f"restarted: {', '.join(args.services)}; healthy again {seconds:.1f}s after stopping")
+    return 0
+
+
 def cmd_stack_status(args: argparse.Namespace) -> int:
     from adfame.stack.manager import format_status
     from adfame.stack.shell_env import login_guide
@@ -488,6 +494,9 @@ def _add_stack_commands(sub: argparse._SubParsersAction) -> None:
     p = stack.add_parser("down", help="stop services (all by default)")
     p.add_argument("services", nargs="*", help=SERVICES_HELP)
     p.set_defaults(func=cmd_stack_down)
+    p = stack.add_parser("restart", help="stop services and start them again (their dependants keep running)")
+    p.add_argument("services", nargs="+", help=SERVICES_HELP)
+    p.set_defaults(func=cmd_stack_restart)
     p = stack.add_parser(
         "status", help="each service, its URL and health, and how to log in; exit 1 when any is unhealthy"
     )

@@ -35,7 +35,7 @@ from adfame.mlflow_setup import configure_mlflow
 from adfame.settings import Settings, get_settings
 from adfame.waiting import wait_for
 from devkit.background_traffic import BackgroundTraffic
-from inference.model import init_default_model, resolve_source
+from devkit.registry_versions import register_identity_versions
 
 ADFAME = str(Path(sys.executable).parent / "adfame")
 STEPS = [5, 25, 50, 100]
@@ -45,39 +45,11 @@ TOLERANCE = 5.0
 MIN_REQUESTS = 100
 
 
-def identity_lora(model_dir: Path, out_dir: Path) -> Path:
-    """A LoRA file in the layout the platform serves, as PEFT initialises it (B = 0: no change yet)."""
-    from diffusers import WanPipeline, WanTransformer3DModel
-    from peft import LoraConfig
-    from peft.utils import get_peft_model_state_dict
-
-    transformer = WanTransformer3DModel.from_pretrained(model_dir, subfolder="transformer")
-    config = LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"])
-    transformer.add_adapter(config)
-    WanPipeline.save_lora_weights(
-        out_dir,
-        transformer_lora_layers=get_peft_model_state_dict(transformer),
-        transformer_lora_adapter_metadata=config.to_dict(),
-    )
-    return out_dir
-
-
 def register_versions(settings: Settings, client: Any) -> tuple[str, str, str]:
     """(model name, champion version, challenger version), both versions the same LoRA."""
-    import mlflow
-
-    model_dir = resolve_source(init_default_model(settings))
-    with tempfile.TemporaryDirectory() as folder:
-        lora = identity_lora(model_dir, Path(folder) / "lora")
-        mlflow.set_experiment("adfame-bench-canary")
-        with mlflow.start_run() as run:
-            mlflow.log_artifacts(str(lora), artifact_path="lora")
     name = f"adfame-bench-canary-{uuid.uuid4().hex[:8]}"
-    client.create_registered_model(name)
-    source = f"runs:/{run.info.run_id}/lora"
-    champion, challenger = (
-        str(client.create_model_version(name, source=source, run_id=run.info.run_id).version)
-        for _ in range(2)
+    champion, challenger = register_identity_versions(
+        settings, client, name, experiment="adfame-bench-canary"
     )
     client.set_registered_model_alias(name, CHAMPION_ALIAS, champion)
     return name, champion, challenger

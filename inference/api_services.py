@@ -6,6 +6,7 @@ both need these, and the routes must not import the factory that includes them.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +33,8 @@ from inference.api_metrics import ApiMetrics
 from inference.auth import tenant_for_key
 from inference.feedback import MilestoneTrigger
 from inference.jobs import submit
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -115,14 +118,21 @@ class Services:
     limiter: TenantRateLimiter
 
     def queue(self, request: PromptRequest) -> None:
-        """Record the job and put it on Kafka; a job whose message could not be sent is marked failed."""
+        """Record the job and put it on Kafka; a job whose message Kafka did not acknowledge is refused
+        (marked failed, so a late delivery is not served), unless a worker has claimed it meanwhile: then
+        the message arrived after all and the job is accepted like any other."""
         producer = self.producer.get()
         try:
             submit(request, engine=self.engine, producer=producer, timeout_s=self.options.kafka_ack_timeout_s)
         except KafkaError as exc:
             reason = f"not queued: {exc.__class__.__name__}: {exc}"[:1000]
-            fail_unqueued(self.engine, request.request_id, reason)
-            raise MessagingError(f"the job could not be queued on Kafka ({exc.__class__.__name__})") from exc
+            if fail_unqueued(self.engine, request.request_id, reason):
+                raise MessagingError(
+                    f"the job could not be queued on Kafka ({exc.__class__.__name__})"
+                ) from exc
+            log.warning(
+                "job %s: Kafka's ack was late (%s), but a worker has it: accepted", request.request_id, exc
+            )
 
     def presign(self, object_key: str) -> str:
         return self.store.presign_get(

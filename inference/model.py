@@ -30,6 +30,7 @@ from diffusers.hooks import FirstBlockCacheConfig, MagCacheConfig
 from adfame.contracts import BASE_MODEL_VERSION, MODELS_BUCKET, REGISTERED_MODEL, served_version_label
 from adfame.settings import Settings, get_settings
 from adfame.storage import ObjectStore
+from inference.routing import RegistryUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -455,6 +456,10 @@ def local_lora(version: ModelVersionRef, cache_root: Path, tracking_uri: str | N
                 artifact_uri=version.lora_uri, dst_path=str(folder), tracking_uri=tracking_uri
             )
         except Exception as exc:  # MLflow raises its own, boto3's and OS errors alike
+            if registry_unreachable(exc):  # not the version's fault: the worker serves it once MLflow is back
+                raise RegistryUnavailable(
+                    f"could not reach the registry for {version.lora_uri}: {exc}"
+                ) from exc
             raise OSError(f"could not download the LoRA at {version.lora_uri}: {exc}") from exc
 
     key = hashlib.sha256(f"{version.label}\n{version.lora_uri}".encode()).hexdigest()[:16]
@@ -463,6 +468,22 @@ def local_lora(version: ModelVersionRef, cache_root: Path, tracking_uri: str | N
     # logged model's files (``models:/...``, the source of a version logged with a flavour) flat.
     entries = list(folder.iterdir())
     return _lora_in(entries[0] if len(entries) == 1 else folder)
+
+
+def registry_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from a registry that did not answer (refused, reset, timed out), by the
+    exception types in its chain: MLflow wraps the HTTP client's errors in an MlflowException whose
+    context holds them, and a missing file is a different error that no retry mends."""
+    import requests
+
+    seen: BaseException | None = exc
+    for _ in range(10):  # a chain is short; the bound guards against a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _lora_in(content: Path) -> Path:

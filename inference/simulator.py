@@ -60,12 +60,16 @@ BUILTIN_PROMPTS = (
 
 @dataclass(frozen=True)
 class SimulationResult:
+    """What a run did. ``request_ids`` are the jobs the API accepted (answered 202) and ``picked_ids`` the
+    jobs whose pick it accepted (201), so a fault test can hold the tables to exactly these."""
+
     submitted: int
     failed: int
     seconds: float
     request_ids: list[str]
     selected: int = 0
     milestones: list[int] = field(default_factory=list)  # retrain milestones the selections completed
+    picked_ids: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -189,11 +193,34 @@ def simulate_selections(
 
     seconds = traffic.pace(one)
     milestones = sorted(p.milestone for p in picks if p.milestone is not None)
+    picked = [p.job_id for p in picks]
     result = SimulationResult(
-        len(submitted), traffic.count - len(picks), seconds, submitted, len(picks), milestones
+        len(submitted), traffic.count - len(picks), seconds, submitted, len(picks), milestones, picked
     )
     log.info("simulated %s", json.dumps({"selected": result.selected, "failed": result.failed}))
     return result
+
+
+# Answers that mean "not now": a service behind the API is down (503, or a proxy's 502/504) or the tenant
+# is over its rate (429). The API took nothing from such a call, so it is made again.
+TRY_AGAIN_STATUSES = frozenset({429, 502, 503, 504})
+# A repeatable call (a status query, a pick, a download) is also made again after a server error.
+_REPEATABLE_STATUSES = TRY_AGAIN_STATUSES | {500}
+
+
+class TryAgain(Exception):
+    """The API could not take a call now (an outage or a rate limit); the marketer makes it again."""
+
+
+def _answer(
+    response: httpx.Response, *, again: frozenset[int] = TRY_AGAIN_STATUSES, also_fine: tuple[int, ...] = ()
+) -> httpx.Response:
+    """The response when it succeeded (or has one of ``also_fine``); TryAgain for a status in ``again``."""
+    if response.status_code in again:
+        raise TryAgain(f"{response.request.method} {response.request.url.path}: {response.status_code}")
+    if response.status_code not in also_fine:
+        response.raise_for_status()
+    return response
 
 
 class RestMarketer:
@@ -202,6 +229,10 @@ class RestMarketer:
     ``keys`` maps each tenant to its API key. The API decides the tenant from the key, so one key may
     stand for several tenant names. ``p_best`` is the chance of picking the best by the taste
     (otherwise a random candidate: a noisy marketer). Thread-safe: visits run side by side.
+
+    Like a person at a browser during an outage, it tries again for up to ``retry_s`` seconds when the
+    API answers "not now" (``TRY_AGAIN_STATUSES``) or cannot be reached, but never repeats a submission
+    the API may have taken (a lost answer): that would make a second job.
     """
 
     def __init__(
@@ -212,12 +243,14 @@ class RestMarketer:
         *,
         p_best: float = 1.0,
         job_timeout_s: float = 300.0,
+        retry_s: float = 120.0,
         http: httpx.Client | None = None,
     ):
         self.keys = keys
         self.taste = taste
         self.p_best = p_best
         self.job_timeout_s = job_timeout_s
+        self.retry_s = retry_s
         self.http = http or httpx.Client(base_url=api_url, timeout=60)
 
     def __call__(self, request: PromptRequest) -> MarketerPick:
@@ -238,25 +271,49 @@ class RestMarketer:
         frames = [decode_mp4(self._download(c["video_url"])) for c in candidates]
         rng = random.Random(f"pick:{request.seed}:{request.prompt}")
         chosen = candidates[pick(self.taste, frames, rng, self.p_best)]["index"]
-        answer = self.http.post(
-            f"/jobs/{job_id}/selection", json={"candidate_index": chosen}, headers=headers
+        return MarketerPick(job_id, chosen, self._post_pick(job_id, chosen, headers))
+
+    def _post_pick(self, job_id: str, chosen: int, headers: dict[str, str]) -> int | None:
+        """Post the pick, again after a "not now" or a lost answer; the milestone it completed, if known.
+
+        A repeat is safe: a job takes one selection, and a 409 naming this very candidate means an
+        earlier attempt was recorded (its answer, and so its milestone, was lost on the way).
+        """
+
+        def post() -> httpx.Response:
+            answer = self.http.post(
+                f"/jobs/{job_id}/selection", json={"candidate_index": chosen}, headers=headers
+            )
+            return _answer(answer, again=_REPEATABLE_STATUSES, also_fine=(409,))
+
+        answer = wait_for(
+            post, what=f"the pick of job {job_id} recorded", timeout_s=self.retry_s, retry_on=_RETRIED
         )
-        answer.raise_for_status()
-        return MarketerPick(job_id, chosen, answer.json().get("milestone"))
+        if answer.status_code == 409 and answer.json().get("selected_candidate") != chosen:
+            answer.raise_for_status()
+        return answer.json().get("milestone") if answer.status_code != 409 else None
 
     def _submit(self, request: PromptRequest, headers: dict[str, str]) -> str:
+        """Submit the prompt; again only after a "not now" or a connection that never reached the API."""
         body = request.model_dump(
             include={"prompt", "num_candidates", "num_frames", "fps", "height", "width", "seed"}
         )
-        answer = self.http.post("/generate-video", json=body, headers=headers)
-        answer.raise_for_status()
+
+        def post() -> httpx.Response:
+            return _answer(self.http.post("/generate-video", json=body, headers=headers))
+
+        answer = wait_for(
+            post,
+            what="the job accepted",
+            timeout_s=self.retry_s,
+            retry_on=(TryAgain, httpx.ConnectError),
+        )
         return answer.json()["job_id"]
 
     def _wait(self, job_id: str, headers: dict[str, str]) -> dict[str, Any]:
         def job() -> dict[str, Any]:
             answer = self.http.get(f"/jobs/{job_id}", headers=headers)
-            answer.raise_for_status()
-            return answer.json()
+            return _answer(answer, again=_REPEATABLE_STATUSES).json()
 
         done = wait_for(
             job,
@@ -264,12 +321,21 @@ class RestMarketer:
             timeout_s=self.job_timeout_s,
             interval_s=0.5,
             done=lambda j: j["status"] in ("succeeded", "failed"),
+            retry_on=_RETRIED,
         )
         if done["status"] != "succeeded":
             raise RuntimeError(f"the job failed: {done['error']}")
         return done
 
     def _download(self, url: str) -> bytes:
-        answer = self.http.get(url)  # a presigned URL of the object store: absolute, no API key
-        answer.raise_for_status()
-        return answer.content
+        # A presigned URL of the object store: absolute, no API key; the store may be restarting.
+        return wait_for(
+            lambda: _answer(self.http.get(url), again=_REPEATABLE_STATUSES).content,
+            what="a candidate downloaded",
+            timeout_s=self.retry_s,
+            retry_on=_RETRIED,
+        )
+
+
+# What a repeatable call (a status query, a pick, a download) is made again after.
+_RETRIED = (TryAgain, httpx.TransportError)

@@ -5,7 +5,8 @@ For each message on ``adfame.prompts``:
 1. validate it (``PromptRequest``); what a worker cannot honour goes to ``adfame.prompts.dlq``
    with the reason, and the offset moves on;
 2. claim the request's row; a request that already succeeded (a redelivery after a crash or a
-   rebalance) only has its completion event published again;
+   rebalance) only has its completion event published again, and one the API refused (Kafka acked its
+   message too late, so the client was told 503 and may have sent it again) is not served;
 3. route it to the champion or the challenger by the canary weight (``inference.routing``);
 4. ask the model server for all candidates in one batched call, hot-swapping the LoRA
    (``ModelServer.generate``);
@@ -54,6 +55,15 @@ log = logging.getLogger(__name__)
 # After a service failed, the message is read again after this pause, doubled per failure up to the cap.
 RETRY_PAUSE_S = 1.0
 RETRY_PAUSE_MAX_S = 30.0
+
+# MLflow's client retries a registry that does not answer for about four minutes by default. A worker asks
+# the registry only to move between versions and serves the versions it knows meanwhile, so it gives up
+# within seconds instead of holding every request that long (an explicit setting in the environment wins).
+REGISTRY_CLIENT_ENVIRONMENT = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
 
 # Failures of the services around the model rather than of the request (see the module docstring).
 SERVICE_ERRORS: tuple[type[Exception], ...] = (
@@ -174,6 +184,10 @@ class Worker:
         claim = claim_request(self.engine, request)
         if claim.status == "other-tenant":
             self.dead_letter(record, f"request id {request.request_id} already belongs to another tenant")
+        elif claim.status == "refused":  # the API answered 503 for it; the client may have sent it again
+            log.warning(
+                "request %s was refused by the API (not queued in time): not serving it", request.request_id
+            )
         elif claim.status == "done":
             log.info(
                 "request %s already succeeded (redelivery): publishing its event again", request.request_id
@@ -331,6 +345,8 @@ def run_worker(settings: Settings, max_messages: int | None = None) -> int:
             settings.inference_cache_threshold,
             num_inference_steps=settings.inference_steps,
         )
+    for variable, value in REGISTRY_CLIENT_ENVIRONMENT.items():
+        os.environ.setdefault(variable, value)
     consumer = create_consumer(
         settings.worker_group,
         [PROMPTS_TOPIC],

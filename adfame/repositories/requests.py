@@ -21,8 +21,10 @@ from sqlalchemy import Connection, Engine, text
 from adfame.schemas import PromptRequest
 
 TERMINAL = ("succeeded", "failed")
-# What a worker's claim found: the request is its own now, already succeeded, or another tenant's id.
-ClaimStatus = Literal["claimed", "done", "other-tenant"]
+# What a worker's claim found: the request is its own now, already succeeded, another tenant's id, or
+# refused: the API answered that it could not queue it (Kafka did not ack in time; ``fail_unqueued``), so
+# the client may have sent it again, and a message Kafka delivered after all must not be served.
+ClaimStatus = Literal["claimed", "done", "other-tenant", "refused"]
 
 
 @dataclass(frozen=True)
@@ -116,10 +118,12 @@ def record_request(engine: Engine, request: PromptRequest) -> bool:
     return result.rowcount == 1
 
 
-# A recorded request becomes the worker's: its own tenant's, and not succeeded already.
+# A recorded request becomes the worker's: its own tenant's, not succeeded already, and not refused (failed
+# without ever being started: ``fail_unqueued``'s mark; a worker's failure always follows its claim's start).
 _CLAIM_RECORDED = """
 update generation_requests set status = 'running', started_at = now(), finished_at = null, error = null
 where request_id = :request_id and tenant = :tenant and status <> 'succeeded'
+    and not (status = 'failed' and started_at is null)
 returning route_seq
 """
 
@@ -129,7 +133,8 @@ def claim_request(engine: Engine, request: PromptRequest) -> Claim:
 
     The row is created here when the producer never recorded it (a message put on the topic by other
     means). A failed or interrupted attempt is started afresh: its error and finish time are cleared.
-    A request that already succeeded (a redelivery) or whose id is another tenant's is left alone.
+    A request that already succeeded (a redelivery), whose id is another tenant's, or that the API refused
+    (``fail_unqueued``) is left alone.
     A recorded row is updated, never re-inserted: an insert that meets a conflict still draws a
     ``route_seq``, and numbers burnt by every claim would thin out the sequence the canary split relies on.
     """
@@ -152,11 +157,13 @@ def claim_request(engine: Engine, request: PromptRequest) -> Claim:
             ).scalar()
         if seq is not None:
             return Claim("claimed", seq)
-        tenant, seq = conn.execute(
-            text("select tenant, route_seq from generation_requests where request_id = :id"),
+        tenant, status, seq = conn.execute(
+            text("select tenant, status, route_seq from generation_requests where request_id = :id"),
             {"id": str(request.request_id)},
         ).one()
-    return Claim("other-tenant" if tenant != request.tenant else "done", seq)
+    if tenant != request.tenant:
+        return Claim("other-tenant", seq)
+    return Claim("done" if status == "succeeded" else "refused", seq)
 
 
 def finish_request(engine: Engine, request_id: uuid.UUID, outcome: Outcome) -> None:
@@ -198,14 +205,20 @@ def finish_request(engine: Engine, request_id: uuid.UUID, outcome: Outcome) -> N
         )
 
 
-def fail_unqueued(engine: Engine, request_id: uuid.UUID, reason: str) -> None:
-    """Mark a request whose message never reached Kafka failed, unless a worker has it already."""
+def fail_unqueued(engine: Engine, request_id: uuid.UUID, reason: str) -> bool:
+    """Mark a request whose message Kafka did not acknowledge failed, unless a worker has it already.
+
+    True when this call marked it: the request is refused, and a worker that gets its message after all
+    (the producer delivered it late) leaves it alone (``claim_request``). False when a worker claimed it
+    first: the message did arrive, the request is under way and must be reported accepted, or a client
+    that sends it again gets it done twice.
+    """
     statement = text(
         "update generation_requests set status = 'failed', finished_at = now(), error = :error"
         " where request_id = :id and status = 'queued'"
     )
     with engine.begin() as conn:
-        conn.execute(statement, {"id": request_id, "error": reason})
+        return conn.execute(statement, {"id": request_id, "error": reason}).rowcount == 1
 
 
 def get_job(engine: Engine, request_id: uuid.UUID | str, tenant: str | None = None) -> Job | None:

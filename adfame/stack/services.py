@@ -482,11 +482,17 @@ class MlflowServer(Service):
         ]
 
     def environment(self) -> dict[str, str]:
-        """MLflow's client variables, and what its server needs to deliver registry webhooks here."""
+        """MLflow's client variables, and what its server needs to deliver registry webhooks here.
+
+        Its job execution (a pool of huey consumers for GenAI evaluations and trace roll-ups, which AdFame
+        does not use) is off: seven processes fewer to start, and a stop that does not wait for them (30 s
+        before, measured by the fault tests' MLflow restarts; docs/reliability.md).
+        """
         return {
             **super().environment(),
             **mlflow_environment(self.settings),
             **mlflow_webhook_setup.server_environment(self.settings),
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         }
 
     def probe(self) -> Probe:

@@ -20,14 +20,11 @@ import imageio_ffmpeg
 import numpy as np
 import uvicorn
 from fastapi import FastAPI
-from kafka import TopicPartition
 from sqlalchemy import Engine, text
 
-from adfame.contracts import PROMPTS_TOPIC, VIDEOS_BUCKET, video_object_key
-from adfame.messaging import create_consumer
+from adfame.contracts import VIDEOS_BUCKET, video_object_key
 from adfame.repositories.requests import Candidate, Outcome, finish_request, record_request
 from adfame.schemas import PromptRequest
-from adfame.settings import Settings
 from adfame.storage import ObjectStore
 from adfame.waiting import wait_for
 
@@ -128,18 +125,3 @@ def served(app: FastAPI) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=20)
-
-
-def start_group_at_the_end(settings: Settings, group: str) -> None:
-    """Commit the end of adfame.prompts for ``group``: a worker of that group serves only what is queued
-    from now on (not what other tests left on the shared topic)."""
-    consumer = create_consumer(group, [], settings)
-    try:
-        partitions = [TopicPartition(PROMPTS_TOPIC, p) for p in consumer.partitions_for_topic(PROMPTS_TOPIC)]
-        consumer.assign(partitions)
-        consumer.seek_to_end(*partitions)
-        for partition in partitions:
-            consumer.position(partition)
-        consumer.commit()
-    finally:
-        consumer.close()

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_support import start_group_at_the_end
 from sqlalchemy import Engine, text
 
 from adfame import db
@@ -48,6 +47,7 @@ from adfame.repositories.deployments import deployment_events
 from adfame.settings import Settings
 from adfame.waiting import wait_for
 from devkit.background_traffic import BackgroundTraffic
+from devkit.consumer_groups import start_group_at_the_end
 from inference.model import ModelVersionRef, init_default_model, local_lora
 
 pytestmark = pytest.mark.integration

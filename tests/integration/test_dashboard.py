@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import streamlit as st
-from api_support import free_port, served, start_group_at_the_end
+from api_support import free_port, served
 from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
@@ -39,6 +39,7 @@ from adfame.stack.process import spawn, stop
 from adfame.stack.services import Dashboard
 from adfame.storage import ObjectStore
 from adfame.waiting import wait_for
+from devkit.consumer_groups import start_group_at_the_end
 from devkit.dashboard_screenshots import render_pages
 from etl.stats import snapshot_stats
 from inference.api import ApiOptions, create_app

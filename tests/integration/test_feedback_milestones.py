@@ -1,4 +1,5 @@
-"""Every 200th selection: exactly one milestone row and one DAG run, under concurrency and Airflow outages.
+"""Every 200th selection: exactly one milestone row and one DAG run, under concurrency (an Airflow outage
+across a milestone is a fault test: tests/reliability/).
 
 Each test counts selections in a fresh database (other tests' selections must not move the count)
 and points the trigger at ``feedback_trigger_probe``, a real DAG that records the conf it got.
@@ -18,13 +19,11 @@ from sqlalchemy import Engine, Row, text
 
 from adfame.airflow_client import AirflowClient
 from adfame.db import create_engine_for, upgrade
-from adfame.repositories.selections import insert_selection
 from adfame.settings import Settings
-from adfame.stack.manager import Stack
 from adfame.waiting import wait_for
 from inference.api import ApiOptions, create_app
 from inference.auth import create_api_key
-from inference.feedback import MilestoneTrigger, record_selection, trigger_pending_milestones
+from inference.feedback import record_selection
 
 pytestmark = pytest.mark.integration
 
@@ -79,11 +78,6 @@ def _milestones(engine: Engine) -> list[Row[Any]]:
 def _all_triggered(engine: Engine) -> list[Row[Any]] | None:
     rows = _milestones(engine)
     return rows if rows and all(m.triggered_at for m in rows) else None
-
-
-def _first_milestone_if(engine: Engine, condition: Callable[[Row[Any]], Any]) -> Row[Any] | None:
-    row = _milestones(engine)[0]
-    return row if condition(row) else None
 
 
 def _stamped(engine: Engine) -> dict[int, tuple[int, bool]]:
@@ -174,58 +168,3 @@ def test_400_concurrent_selections_give_two_milestones_and_two_dag_runs(
             ).all()
         )
     assert recorded == {STATS_PREFIX + run_id: conf for run_id, conf in expected.items()}
-
-
-def test_a_milestone_reached_while_airflow_is_down_is_triggered_once_it_is_back(
-    settings: Settings, airflow: AirflowClient, clean_probe: None, new_database: Callable[..., Engine]
-) -> None:
-    engine = new_database(migrated=True)
-    tenant = "outage"
-    jobs = finished_jobs(engine, tenant, 200)
-    with engine.begin() as conn:
-        for job in jobs[:199]:
-            insert_selection(conn, job, 0, tenant)
-    result = record_selection(engine, jobs[199], 0, tenant)
-    assert (result.selection_count, result.milestone) == (200, 1)
-
-    # Airflow really stops: its API server is shut down, then started again.
-    stack = Stack(settings)
-    stack.down(["airflow-api-server"])
-    trigger = MilestoneTrigger(
-        engine, lambda: AirflowClient(settings, timeout_s=5), dag_id=PROBE_DAG, interval_s=0.3
-    )
-    trigger.start()
-    try:
-        failing = wait_for(
-            lambda: _first_milestone_if(engine, lambda m: m.attempts >= 2),
-            what="two failed trigger attempts",
-            timeout_s=30,
-            interval_s=0.2,
-        )
-        assert failing.triggered_at is None and "not reachable" in failing.last_error
-        stack.up(["airflow-api-server"])
-
-        done = wait_for(
-            lambda: _first_milestone_if(engine, lambda m: m.triggered_at is not None),
-            what="the retry to be accepted",
-            timeout_s=30,
-            interval_s=0.2,
-        )
-    finally:
-        trigger.stop()
-        stack.up(["airflow-api-server"])
-
-    assert done.dag_run_id == "retrain_milestone_00001" and done.last_error is None
-    assert done.attempts >= 3
-    assert _runs(airflow) == [("retrain_milestone_00001", {"milestone": 1, "selection_count": 200})]
-
-    # Triggered means done: a later pass does nothing, and even a forgotten trigger (an answer
-    # lost after Airflow accepted it) does not start a second run: Airflow's 409 counts as triggered.
-    def real() -> AirflowClient:
-        return AirflowClient(settings)
-
-    assert trigger_pending_milestones(engine, real, PROBE_DAG) == []
-    with engine.begin() as conn:
-        conn.execute(text("UPDATE retrain_milestones SET triggered_at = NULL, dag_run_id = NULL"))
-    assert trigger_pending_milestones(engine, real, PROBE_DAG) == [1]
-    assert len(_runs(airflow)) == 1

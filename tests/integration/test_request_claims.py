@@ -7,7 +7,14 @@ import uuid
 import pytest
 from sqlalchemy import Engine, text
 
-from adfame.repositories.requests import Claim, Outcome, claim_request, finish_request, record_request
+from adfame.repositories.requests import (
+    Claim,
+    Outcome,
+    claim_request,
+    fail_unqueued,
+    finish_request,
+    record_request,
+)
 from adfame.schemas import PromptRequest
 
 pytestmark = pytest.mark.integration
@@ -89,3 +96,23 @@ def test_a_redelivered_request_keeps_its_route_seq_and_claims_draw_no_numbers(en
     later = _request()
     record_request(engine, later)
     assert claim_request(engine, later).route_seq == seqs[2] + 1, "no claim drew a number"
+
+
+def test_a_request_the_api_refused_is_not_served_when_its_message_arrives_late(engine: Engine) -> None:
+    """Kafka acked too late: the API marked the request failed and answered 503, so a late delivery is left
+    alone (the client may have sent the prompt again, as a new request)."""
+    request = _request()
+    record_request(engine, request)
+    assert fail_unqueued(engine, request.request_id, "not queued: KafkaTimeoutError")
+    assert claim_request(engine, request).status == "refused"
+    assert _state(engine, request) == ("nike", "failed", False)
+
+
+def test_a_request_a_worker_claimed_first_is_not_refused_by_a_late_ack(engine: Engine) -> None:
+    """The message arrived and a worker claimed it before the API gave up waiting for the ack: the API must
+    report it accepted (fail_unqueued says so by changing nothing)."""
+    request = _request()
+    record_request(engine, request)
+    assert claim_request(engine, request).status == "claimed"
+    assert not fail_unqueued(engine, request.request_id, "not queued: KafkaTimeoutError")
+    assert _state(engine, request) == ("nike", "running", True)

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_support import start_group_at_the_end
 from mlflow.exceptions import MlflowException
 from sqlalchemy import Engine, text
 
@@ -31,6 +30,7 @@ from adfame.repositories.requests import Outcome, claim_request, finish_request,
 from adfame.schemas import PromptRequest
 from adfame.settings import Settings, get_settings
 from adfame.storage import ObjectStore
+from devkit.consumer_groups import start_group_at_the_end
 from inference.jobs import submit, wait_for_job
 from inference.model import ModelServer
 from inference.worker import Worker

@@ -18,13 +18,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from api_support import finished_jobs, served, start_group_at_the_end
+from api_support import finished_jobs, served
 from sqlalchemy import Engine, text
 
 from adfame.contracts import VIDEOS_BUCKET
 from adfame.repositories.selections import insert_selection
 from adfame.settings import Settings
 from adfame.storage import ObjectStore
+from devkit.consumer_groups import start_group_at_the_end
 from inference.api import ApiOptions, create_app
 from inference.model import init_default_model
 from inference.tastes import parse_taste

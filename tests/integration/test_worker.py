@@ -24,9 +24,7 @@ from adfame.contracts import (
     VIDEOS_BUCKET,
 )
 from adfame.messaging import create_consumer, create_producer, decode_json
-from adfame.repositories.requests import get_job
 from adfame.schemas import PromptRequest
-from adfame.stack.manager import Stack
 from adfame.storage import ObjectStore
 from adfame.waiting import WaitTimeout, wait_for
 from devkit.mp4_reader import read_mp4_info
@@ -79,18 +77,6 @@ def worker(tmp_path) -> Iterator[subprocess.Popen]:
     proc.wait(timeout=60)
 
 
-def wait_for_log(folder: Path, line: str, timeout_s: float) -> str:
-    """The workers' logs in ``folder`` once one of them has ``line`` (or as they are at the deadline)."""
-
-    def logs() -> str:
-        return "".join(log.read_text() for log in folder.glob("worker-*.log"))
-
-    try:
-        return wait_for(logs, what=f"{line!r} logged", timeout_s=timeout_s, done=lambda text: line in text)
-    except WaitTimeout as exc:
-        return exc.last
-
-
 def events_for(request_ids: set[str], timeout_s: float = 30) -> list[dict]:
     """The completion events of the requests on adfame.generations (those found by the deadline)."""
     consumer = create_consumer(f"test-events-{uuid.uuid4().hex[:8]}", [GENERATIONS_TOPIC])
@@ -108,15 +94,6 @@ def events_for(request_ids: set[str], timeout_s: float = 30) -> list[dict]:
     finally:
         consumer.close()
     return found
-
-
-def wait_for_status(engine, ids: list[str], status: str, timeout_s: float, what: str) -> None:
-    """Return once any of the requests has ``status``."""
-
-    def any_has_status() -> bool:
-        return any((job := get_job(engine, rid)) is not None and job.status == status for rid in ids)
-
-    wait_for(any_has_status, what=what, timeout_s=timeout_s, interval_s=0.2)
 
 
 def test_generate_wait_yields_five_playable_videos(settings, worker, tmp_path) -> None:
@@ -199,42 +176,6 @@ def test_malformed_messages_go_to_the_dead_letter_topic(worker) -> None:
     assert letters[f"invalid-{marker}"]["payload"].startswith("{")
 
 
-def test_killed_worker_loses_nothing_and_duplicates_nothing(settings, tmp_path) -> None:
-    engine = db.engine()
-    store = ObjectStore(settings)
-    producer = create_producer()
-    requests = [
-        PromptRequest(tenant="adidas", prompt=f"a sprinter in a stadium, take {i}", num_frames=16)
-        for i in range(6)
-    ]
-    # A slow first worker (many denoising steps) so that it dies in the middle of a request.
-    slow = start_worker(tmp_path, ADFAME_INFERENCE_STEPS="40")
-    ids = [str(r.request_id) for r in requests]
-    try:
-        for request in requests:
-            submit(request, engine=engine, producer=producer)
-        producer.close()
-        wait_for_status(engine, ids, "running", timeout_s=120, what="the slow worker started a request")
-    finally:  # killed mid-request, or at least never left behind
-        os.killpg(slow.pid, signal.SIGKILL)
-        slow.wait(timeout=30)
-
-    # The replacement gets one CPU thread, as each of several workers sharing a machine would.
-    fresh = start_worker(tmp_path, ADFAME_INFERENCE_THREADS="1")
-    try:
-        jobs = [wait_for_job(engine, rid, timeout_s=300) for rid in ids]
-    finally:
-        fresh.send_signal(signal.SIGTERM)
-        fresh.wait(timeout=60)
-    assert any("with 1 CPU threads" in log.read_text() for log in tmp_path.glob("worker-*.log"))
-    assert [j.status for j in jobs] == ["succeeded"] * len(ids)
-    for job in jobs:
-        assert [c.index for c in job.candidates] == [0, 1, 2, 3, 4]
-        keys = [o.key for o in store.list(VIDEOS_BUCKET, f"adidas/{job.request_id}/")]
-        assert sorted(keys) == sorted(c.object_key for c in job.candidates)
-    assert {e["request_id"] for e in events_for(set(ids), timeout_s=60)} == set(ids)
-
-
 def test_registry_versions_serve_by_route_and_a_broken_one_fails_only_its_requests(
     settings, tmp_path, registry_lora
 ) -> None:
@@ -285,26 +226,3 @@ def test_registry_versions_serve_by_route_and_a_broken_one_fails_only_its_reques
         "failed",
         "challenger",
     )
-
-
-def test_an_object_store_outage_delays_a_request_and_loses_nothing(settings, worker, tmp_path) -> None:
-    engine = db.engine()
-    stack = Stack(settings)
-    request = PromptRequest(tenant="reebok", prompt="a runner crosses a bridge at dawn")
-    producer = create_producer()
-    assert "worker in group" in wait_for_log(tmp_path, "worker in group", 120)  # warm, model loaded
-    stack.down(["s3"])
-    try:
-        submit(request, engine=engine, producer=producer)
-        logs = wait_for_log(tmp_path, "reading the message again", 120)
-        assert "ObjectStoreError" in logs and "reading the message again" in logs, logs[-3000:]
-        job = get_job(engine, request.request_id)
-        assert job is not None and job.status == "running", "an outage must not fail the request"
-    finally:
-        producer.close()
-        stack.up(["s3"])
-    job = wait_for_job(engine, request.request_id, timeout_s=180)
-    assert job.status == "succeeded" and [c.index for c in job.candidates] == [0, 1, 2, 3, 4]
-    keys = [o.key for o in ObjectStore(settings).list(VIDEOS_BUCKET, f"reebok/{request.request_id}/")]
-    assert sorted(keys) == sorted(c.object_key for c in job.candidates)
-    assert [e["status"] for e in events_for({str(request.request_id)})] == ["succeeded"]

@@ -5,16 +5,23 @@ from __future__ import annotations
 import threading
 import time
 
+import httpx
+import numpy as np
+import pytest
+
 from adfame.schemas import PromptRequest
 from inference.simulator import (
     BUILTIN_PROMPTS,
     MarketerPick,
+    RestMarketer,
     SimulationError,
     SimulationResult,
     Traffic,
     simulate,
     simulate_selections,
 )
+from inference.tastes import parse_taste
+from inference.video import encode_mp4
 
 
 def test_rate_concurrency_and_tenants() -> None:
@@ -79,8 +86,61 @@ def test_selections_count_picks_failures_and_milestones_and_repeat_with_the_seed
 
     result = run()
     assert (result.submitted, result.selected, result.failed, result.milestones) == (6, 3, 3, [1])
+    assert sorted(result.picked_ids) == sorted(f"job-{r.seed}" for r in seen if r.tenant == "ok")
     assert all(r.seed is not None for r in seen)
     first = [(r.prompt, r.seed) for r in seen]
     seen.clear()
     run()
     assert [(r.prompt, r.seed) for r in seen] == first  # the same plan from the same seed
+
+
+def _api(script: dict[str, list[httpx.Response | Exception]]) -> tuple[httpx.Client, list[str]]:
+    """A client whose answers per ``METHOD path`` are played in order (an exception is raised instead)."""
+    calls: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        where = f"{request.method} {request.url.path}"
+        calls.append(where)
+        answer = script[where].pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    return httpx.Client(base_url="http://api", transport=httpx.MockTransport(handle)), calls
+
+
+def _job(status: str) -> httpx.Response:
+    video = {"index": 0, "video_url": "http://store/v.mp4"}
+    return httpx.Response(
+        200, json={"status": status, "candidates": [video] if status == "succeeded" else []}
+    )
+
+
+def test_a_marketer_tries_again_after_not_now_answers_and_a_lost_pick_answer() -> None:
+    """503 on submit and poll, a refused connection to the store, a 500 and then a 409 naming its own pick:
+    one job, one pick, and the submission is never repeated after the API took it."""
+    mp4 = encode_mp4(np.full((4, 16, 16, 3), 200, dtype=np.uint8), fps=8)
+    http, calls = _api(
+        {
+            "POST /generate-video": [httpx.Response(503), httpx.Response(202, json={"job_id": "j1"})],
+            "GET /jobs/j1": [httpx.Response(503), _job("running"), _job("succeeded")],
+            "GET /v.mp4": [httpx.ConnectError("store restarting"), httpx.Response(200, content=mp4)],
+            "POST /jobs/j1/selection": [
+                httpx.Response(500),
+                httpx.Response(409, json={"detail": "already selected", "selected_candidate": 0}),
+            ],
+        }
+    )
+    marketer = RestMarketer("http://api", {"nike": "key"}, parse_taste("bright"), retry_s=30, http=http)
+    made = marketer(PromptRequest(tenant="nike", prompt="a runner at dawn", seed=1))
+    assert (made.job_id, made.candidate_index, made.milestone) == ("j1", 0, None)
+    assert calls.count("POST /generate-video") == 2 and calls.count("POST /jobs/j1/selection") == 2
+
+
+def test_a_submission_whose_answer_was_lost_is_not_repeated() -> None:
+    """A read timeout may come after the API queued the job: a second POST would make a second job."""
+    http, calls = _api({"POST /generate-video": [httpx.ReadTimeout("no answer")]})
+    marketer = RestMarketer("http://api", {"nike": "key"}, parse_taste("bright"), retry_s=30, http=http)
+    with pytest.raises(httpx.ReadTimeout):
+        marketer(PromptRequest(tenant="nike", prompt="a runner at dawn", seed=1))
+    assert calls == ["POST /generate-video"]

@@ -124,3 +124,27 @@ def test_an_object_store_outage_is_not_the_requests_fault(recorded: list[Outcome
     with pytest.raises(ObjectStoreError):
         _serve(Server(), Store(outage=True))
     assert recorded == [], "nothing is recorded: the message is read again"
+
+
+def test_a_request_the_api_refused_is_neither_served_nor_published(
+    recorded: list[Outcome], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kafka delivered the message after the API had answered 503 for it: the claim says ``refused``, and
+    the worker leaves it (the client may have sent the prompt again, as a new request)."""
+    from types import SimpleNamespace
+
+    from adfame.repositories.requests import Claim
+
+    monkeypatch.setattr(worker_module, "claim_request", lambda _engine, _request: Claim("refused", 7))
+    server, store, producer = Server(), Store(), Producer()
+    worker = Worker(Settings(), server, engine=None, store=store, producer=producer, consumer=None)  # type: ignore[arg-type]
+    request = PromptRequest(tenant="nike", prompt="a runner at dawn")
+    record = SimpleNamespace(
+        topic="adfame.prompts", partition=0, offset=3, key=str(request.request_id),
+        value=request.model_dump_json().encode(), timestamp=-1,
+    )  # fmt: skip
+    try:
+        worker.handle(record)
+    finally:
+        worker.videos.close()
+    assert (recorded, producer.sent, store.objects) == ([], [], {})
