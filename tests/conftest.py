@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from dotenv import dotenv_values
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from adfame.settings import Settings
     from devkit.fault_report import FaultReport
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -77,6 +80,49 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def stack_environment() -> dict[str, str]:
     """The environment the suite's own stack is started with (the profile applied, no test-only Airflow)."""
     return STACK_ENVIRONMENT
+
+
+@pytest.fixture(scope="session")
+def suite_stack(stack_environment: dict[str, str]) -> Iterator[None]:
+    """The suite's stack, up and healthy for the whole session; stops only what this session started.
+
+    Defined here, once, so that tests/integration and tests/reliability share one instance (each
+    directory's conftest makes it autouse); unit tests never ask for it, so they start nothing.
+    """
+    from adfame import health
+    from adfame.settings import get_settings
+    from adfame.stack.manager import Stack
+
+    probes = {
+        "postgres": health.postgres,
+        "object store": health.object_store,
+        "kafka": health.kafka,
+        "mlflow": health.mlflow,
+        "airflow": health.airflow_api,
+    }
+    stack = Stack(get_settings())
+    running = {row.name for row in stack.status() if row.pid is not None}
+    adfame = str(Path(sys.executable).parent / "adfame")
+    result = subprocess.run(
+        [adfame, "stack", "up"], env=stack_environment, capture_output=True, text=True, timeout=900
+    )
+    if result.returncode != 0:
+        pytest.fail(f"the test stack did not start:\n{result.stdout}{result.stderr[-3000:]}", pytrace=False)
+    down = {name: probe.detail for name, fn in probes.items() if not (probe := fn()).ok}
+    if down:
+        pytest.fail(f"the test stack is not healthy ({down})", pytrace=False)
+    started = [svc.name for svc in stack.select(None) if svc.name not in running]
+    yield
+    if started and os.environ.get("ADFAME_TEST_KEEP_STACK") != "1":
+        stack.down(started)
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    """The suite's settings (tests/stack.env applied)."""
+    from adfame.settings import get_settings
+
+    return get_settings()
 
 
 @pytest.fixture(scope="session")

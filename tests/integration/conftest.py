@@ -8,9 +8,6 @@ exactly what it started; a stack someone else runs (`make demo`'s) is never reac
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,45 +17,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from adfame import db, health
-from adfame.settings import Settings, get_settings
-
-_PROBES = {
-    "postgres": health.postgres,
-    "object store": health.object_store,
-    "kafka": health.kafka,
-    "mlflow": health.mlflow,
-    "airflow": health.airflow_api,
-}
-
-
-ADFAME = str(Path(sys.executable).parent / "adfame")
+from adfame import db
+from adfame.settings import Settings
 
 
 @pytest.fixture(scope="session", autouse=True)
-def suite_stack(stack_environment: dict[str, str]) -> Iterator[None]:
-    """The suite's stack, up and healthy for the whole session; stops only what this session started."""
-    from adfame.stack.manager import Stack
-
-    stack = Stack(get_settings())
-    running = {row.name for row in stack.status() if row.pid is not None}
-    result = subprocess.run(
-        [ADFAME, "stack", "up"], env=stack_environment, capture_output=True, text=True, timeout=900
-    )
-    if result.returncode != 0:
-        pytest.fail(f"the test stack did not start:\n{result.stdout}{result.stderr[-3000:]}", pytrace=False)
-    down = {name: probe.detail for name, fn in _PROBES.items() if not (probe := fn()).ok}
-    if down:
-        pytest.fail(f"the test stack is not healthy ({down})", pytrace=False)
-    started = [svc.name for svc in stack.select(None) if svc.name not in running]
-    yield
-    if started and os.environ.get("ADFAME_TEST_KEEP_STACK") != "1":
-        stack.down(started)
-
-
-@pytest.fixture(scope="session")
-def settings() -> Settings:
-    return get_settings()
+def _on_the_suite_stack(suite_stack: None) -> None:
+    """Every test here runs on the suite's stack (``suite_stack`` in tests/conftest.py: one per session)."""
 
 
 @pytest.fixture(scope="module")

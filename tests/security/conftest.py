@@ -1,9 +1,9 @@
 """The security tests run on the suite's own real stack, through the integration suite's fixtures.
 
-Why not copies: the stack fixture (``suite_stack``: start what is not running, stop only what this
-session started) and the per-module databases must behave exactly as the integration suite's, so
-tests/integration/conftest.py is loaded here under a name of its own and its fixtures are re-used;
-its helpers (``api_support``) are importable the same way.
+Why not copies: the stack (``suite_stack`` in tests/conftest.py, one per session) is shared, and the
+per-module databases must behave exactly as the integration suite's, so tests/integration/conftest.py
+is loaded here under a name of its own and its module fixtures are re-used; its helpers
+(``api_support``) are importable the same way.
 """
 
 from __future__ import annotations
@@ -40,11 +40,14 @@ def _load_integration_conftest() -> ModuleType:
 
 
 _integration = _load_integration_conftest()
-suite_stack = _integration.suite_stack
-settings = _integration.settings
 new_database = _integration.new_database
 engine = _integration.engine
 api_url = _integration.api_url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _on_the_suite_stack(suite_stack: None) -> None:
+    """Every security test runs on the suite's stack (``suite_stack`` in tests/conftest.py)."""
 
 
 @pytest.fixture(scope="module")
