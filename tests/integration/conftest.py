@@ -30,6 +30,13 @@ _PROBES = {
     "mlflow": health.mlflow,
     "airflow": health.airflow_api,
 }
+# The optional services the suite's stack also runs when its profile points nightly_etl at the stack's
+# own Spark cluster (tests/stack.env does): the end-to-end nightly_etl test then runs its Spark jobs there.
+_SPARK_PROBES = {"spark master": health.spark_master, "spark worker": health.spark_worker}
+
+
+def _runs_on_the_stacks_cluster(settings: Settings) -> bool:
+    return settings.spark_master == settings.spark_cluster_url
 
 
 ADFAME = str(Path(sys.executable).parent / "adfame")
@@ -42,15 +49,20 @@ def suite_stack(stack_environment: dict[str, str]) -> Iterator[None]:
 
     stack = Stack(get_settings())
     running = {row.name for row in stack.status() if row.pid is not None}
+    names = [svc.name for svc in stack.select(None)]
+    probes = dict(_PROBES)
+    if _runs_on_the_stacks_cluster(get_settings()):
+        names += ["spark-master", "spark-worker"]
+        probes |= _SPARK_PROBES
     result = subprocess.run(
-        [ADFAME, "stack", "up"], env=stack_environment, capture_output=True, text=True, timeout=900
+        [ADFAME, "stack", "up", *names], env=stack_environment, capture_output=True, text=True, timeout=900
     )
     if result.returncode != 0:
         pytest.fail(f"the test stack did not start:\n{result.stdout}{result.stderr[-3000:]}", pytrace=False)
-    down = {name: probe.detail for name, fn in _PROBES.items() if not (probe := fn()).ok}
+    down = {name: probe.detail for name, fn in probes.items() if not (probe := fn()).ok}
     if down:
         pytest.fail(f"the test stack is not healthy ({down})", pytrace=False)
-    started = [svc.name for svc in stack.select(None) if svc.name not in running]
+    started = [name for name in names if name not in running]
     yield
     if started and os.environ.get("ADFAME_TEST_KEEP_STACK") != "1":
         stack.down(started)
@@ -59,6 +71,13 @@ def suite_stack(stack_environment: dict[str, str]) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return get_settings()
+
+
+@pytest.fixture(scope="session")
+def spark_on_the_stacks_cluster(settings: Settings) -> bool:
+    """Whether the Spark jobs of the stack's DAGs run on the stack's Spark standalone cluster (the suite
+    started it) rather than in local mode inside their tasks."""
+    return _runs_on_the_stacks_cluster(settings)
 
 
 @pytest.fixture(scope="module")
