@@ -1,7 +1,8 @@
 """nightly_etl on generated mirrors served to the real hub client: one run end to end through the Airflow
-REST API, the same night again, the gate's failure paths by calling the steps as the DAG's tasks do, and
-one failing DAG run (what `adfame dags trigger --wait` and `etl_runs` say about it). Damaged data is in
-test_nightly_etl_damage.py."""
+REST API (its Spark jobs on the stack's Spark standalone cluster when the profile points there, as
+tests/stack.env does), the same night again, the gate's failure paths by calling the steps as the DAG's
+tasks do, and one failing DAG run (what `adfame dags trigger --wait` and `etl_runs` say about it). Damaged
+data is in test_nightly_etl_damage.py."""
 
 from __future__ import annotations
 
