@@ -11,6 +11,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --create-home --uid 10001 --user-group adfame \
     && install -d -o adfame -g adfame /var/lib/adfame
 
+# Java for Spark: the spark-master/spark-worker services run PySpark's own jars from this image.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends openjdk-17-jre-headless \
+    && rm -rf /var/lib/apt/lists/*
+
 # The pinned dependencies first, in their own layer: code changes do not reinstall them.
 COPY requirements.lock /tmp/requirements.lock
 RUN pip install -r /tmp/requirements.lock && rm /tmp/requirements.lock

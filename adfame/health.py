@@ -162,3 +162,31 @@ def consumer_group(group: str, settings: Settings | None = None) -> Probe:
     members = len(described.get("members") or [])
     state = described.get("group_state", "unknown")
     return Probe(members > 0, f"group {group}: {state}, {members} member(s)")
+
+
+def spark_master(settings: Settings | None = None) -> Probe:
+    """The stack's Spark master answers its JSON status and says ALIVE."""
+    from adfame.spark_cluster import SparkStatusUnavailable, master_status
+
+    try:
+        status = master_status(settings)
+    except SparkStatusUnavailable as exc:
+        return Probe(False, str(exc))
+    alive = [w for w in status.get("workers", []) if w.get("state") == "ALIVE"]
+    detail = f"{status.get('status')}, {len(alive)} worker(s), {status.get('cores', 0)} cores"
+    return Probe(status.get("status") == "ALIVE", detail)
+
+
+def spark_worker(settings: Settings | None = None) -> Probe:
+    """The stack's Spark worker answers and its master lists it ALIVE: registered, so it gets executors."""
+    from adfame.spark_cluster import SparkStatusUnavailable, master_status, worker_status
+
+    try:
+        worker = worker_status(settings)
+        master = master_status(settings)
+    except SparkStatusUnavailable as exc:
+        return Probe(False, str(exc))
+    listed = {w.get("id"): w.get("state") for w in master.get("workers", [])}
+    state = listed.get(worker.get("id"), "not registered")
+    detail = f"{worker.get('id')} {state} at {worker.get('masterurl')}, {worker.get('cores')} cores"
+    return Probe(state == "ALIVE", detail)

@@ -231,6 +231,19 @@ class Settings(BaseSettings):
     dashboard_port: int = Field(8501, ge=1, le=65535)
     dashboard_url: str = ""
 
+    # Spark standalone cluster (`adfame stack up spark`: a master and a worker; docs/nightly_etl.md). The
+    # master's RPC and web UI (JSON status) ports and the worker's (Spark's own 8080/8081 are Airflow's and
+    # SeaweedFS's here), what the worker offers executors (this machine has 2 cores), and the master the
+    # Spark jobs of nightly_etl use (spark_jobs.session.get_spark): e.g. spark://127.0.0.1:7077 for the
+    # stack's cluster; empty: local[2] inside the Airflow task.
+    spark_master_port: int = Field(7077, ge=1, le=65535)
+    spark_master_web_port: int = Field(8180, ge=1, le=65535)
+    spark_worker_port: int = Field(7078, ge=1, le=65535)
+    spark_worker_web_port: int = Field(8181, ge=1, le=65535)
+    spark_worker_cores: int = Field(2, ge=1)
+    spark_worker_memory: str = "4g"
+    spark_master: str = ""
+
     # Seconds a service may take to become healthy before `stack up` gives up on it.
     start_timeout: float = 120.0
 
@@ -311,6 +324,11 @@ class Settings(BaseSettings):
     def api_url(self) -> str:
         """The REST API and selection page of the local stack (it binds to ``host``)."""
         return f"http://{self.host}:{self.api_port}"
+
+    @property
+    def spark_cluster_url(self) -> str:
+        """The master URL of the stack's own Spark cluster (``spark_master`` may name another one)."""
+        return f"spark://{self.host}:{self.spark_master_port}"
 
     @property
     def models_cache(self) -> Path:

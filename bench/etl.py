@@ -8,6 +8,8 @@
    ``extract_clips`` runs it, against a plain sequential ffmpeg loop on the same clips.
 
 Needs no running services: ``python -m bench.etl [--rows 1000000] [--clips 200] [--parts 8]``;
+``--master spark://HOST:PORT`` runs the Spark side on a standalone cluster instead of ``local[2]``
+(``adfame stack up spark`` starts the stack's: ``spark://127.0.0.1:7077``), the same figures either way;
 ``--damage NAME`` (repeatable) runs it on a mirror with real-world damage (``devkit.mirror_damage``), so
 that both engines show they read and clean hostile CSVs alike.
 See ``bench/README.md`` for what each figure means.
@@ -57,7 +59,7 @@ from spark_jobs.curate_clips import (
     curate,
 )
 from spark_jobs.filter_config import FilterConfig
-from spark_jobs.session import get_spark
+from spark_jobs.session import get_spark, resolve_master
 from spark_jobs.text import (
     CONTROL_CHARACTERS,
     DEFAULT_TAG_VOCABULARY,
@@ -99,16 +101,21 @@ class CurationRun:
         return self.report.rows_read / self.seconds if self.seconds else 0.0
 
 
-def run_spark(mirror: MirrorSummary, cfg: FilterConfig, driver_memory: str) -> tuple[float, CurationRun]:
+def run_spark(
+    mirror: MirrorSummary, cfg: FilterConfig, memory: str, master: str | None
+) -> tuple[float, CurationRun]:
     """Session start (reported apart: a cluster keeps one warm) and ``curate`` + a count of its output.
 
     The local JVM's default heap (1g) runs out of memory reading back the cached stage of a million rows,
-    so the driver gets ``driver_memory`` (``PYSPARK_SUBMIT_ARGS`` set by the caller wins).
+    so the driver gets ``memory`` (``PYSPARK_SUBMIT_ARGS`` set by the caller wins), and so does each
+    executor on a cluster (``SPARK_EXECUTOR_MEMORY`` set by the caller wins). ``master``: as
+    ``get_spark`` resolves it when None.
     """
-    os.environ.setdefault("PYSPARK_SUBMIT_ARGS", f"--driver-memory {driver_memory} pyspark-shell")
-    with progress("Spark session start"):
+    os.environ.setdefault("PYSPARK_SUBMIT_ARGS", f"--driver-memory {memory} pyspark-shell")
+    os.environ.setdefault("SPARK_EXECUTOR_MEMORY", memory)
+    with progress(f"Spark session start ({resolve_master(master)})"):
         started = time.monotonic()
-        spark = get_spark("adfame-bench-etl")
+        spark = get_spark("adfame-bench-etl", master)
         session_s = time.monotonic() - started
     mappings = [str(mirror.openvid_dir / MAPPING_DIR / "*.csv")]
     try:
@@ -123,14 +130,26 @@ def run_spark(mirror: MirrorSummary, cfg: FilterConfig, driver_memory: str) -> t
             row.asDict(recursive=True)
             for row in curated.select("video", "part", "video_path", "locations").collect()
         ]
-        conf = spark.sparkContext.getConf()
-        settings = (
-            f"master {spark.sparkContext.master}, driver memory {conf.get('spark.driver.memory', '1g')}, "
-            f"{spark.conf.get('spark.sql.shuffle.partitions')} shuffle partitions"
-        )
+        settings = _spark_settings(spark)
     finally:
         spark.stop()  # free the JVM's memory and cores before DuckDB and ffmpeg run
     return session_s, CurationRun("Spark", seconds, report, refs, settings)
+
+
+def _spark_settings(spark: Any) -> str:
+    """Where and with what the curation ran: the master, memory, and on a cluster its executors."""
+    conf = spark.sparkContext.getConf()
+    settings = (
+        f"master {spark.sparkContext.master}, driver memory {conf.get('spark.driver.memory', '1g')}, "
+        f"{spark.conf.get('spark.sql.shuffle.partitions')} shuffle partitions "
+        f"(adaptive execution {spark.conf.get('spark.sql.adaptive.enabled')})"
+    )
+    if spark.sparkContext.master.startswith("local"):
+        return settings
+    # The driver's own block manager is in the list too; the rest are the executors.
+    executors = spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size() - 1
+    memory = conf.get("spark.executor.memory", "1g")
+    return f"{settings}, {executors} executor(s) of {memory}"
 
 
 def _spark_stages(spark: Any) -> str:
@@ -581,7 +600,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--workers", type=int, default=MediaConfig().workers, help="extraction workers (default: MediaConfig)"
     )
     parser.add_argument(
-        "--spark-memory", default=SPARK_DRIVER_MEMORY, help="local Spark driver (JVM heap) memory"
+        "--spark-memory",
+        default=SPARK_DRIVER_MEMORY,
+        help="Spark driver (JVM heap) memory, and each executor's on a cluster",
+    )
+    parser.add_argument(
+        "--master",
+        default=None,
+        help="Spark master, e.g. spark://127.0.0.1:7077 (default: as get_spark resolves it, local[2])",
     )
     parser.add_argument("--seed", type=int, default=0, help="mirror seed")
     parser.add_argument(
@@ -630,7 +656,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         figure("metadata CSV", mb(csv_bytes))
         figure("generated duplicates / bad rows", f"{mirror.duplicate_rows:,} / {mirror.bad_rows:,}")
         cfg = FilterConfig()
-        spark_session_s, spark = run_spark(mirror, cfg, args.spark_memory)
+        spark_session_s, spark = run_spark(mirror, cfg, args.spark_memory, args.master)
         duck = run_duckdb(mirror, cfg, workdir)
         print_curation(spark_session_s, spark, duck)
         media = MediaConfig(video_height=args.height, workers=args.workers)

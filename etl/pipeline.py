@@ -138,13 +138,18 @@ def _under(source: DatasetSource, folder: str, pattern: str) -> list[str]:
 
 
 # ---- curate (Spark) -----------------------------------------------------------------------------
+def spark_app_name(job: str, snapshot_id: str) -> str:
+    """The Spark application's name: on a cluster's master UI it says which job of which night it is."""
+    return f"adfame-nightly-etl-{job}-{snapshot_id}"
+
+
 def curate_clips(run: RunContext) -> dict[str, Any]:
     from spark_jobs.curate_clips import curate
     from spark_jobs.session import get_spark
 
     cfg = run.config
     raw = run.files.raw("openvid")
-    spark = get_spark("adfame-nightly-etl-curate")
+    spark = get_spark(spark_app_name("curate", run.snapshot_id))
     curated, report = curate(
         spark,
         str(raw / cfg.sources.openvid_csv),
@@ -177,7 +182,7 @@ def filter_prompts(run: RunContext) -> dict[str, Any]:
     from spark_jobs.filter_prompts import filter_prompts as select_prompts
     from spark_jobs.session import get_spark
 
-    spark = get_spark("adfame-nightly-etl-prompts")
+    spark = get_spark(spark_app_name("prompts", run.snapshot_id))
     raw = run.files.raw("vidprom") / run.config.sources.vidprom_csv
     prompts, report = select_prompts(spark, str(raw), run.config.filters.max_prompt_toxicity)
     prompts.toPandas().to_parquet(run.files.prompts.data, index=False)

@@ -47,7 +47,9 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
     """``--out``, ``--report`` and ``--master``, which every job's command line takes after its own inputs."""
     parser.add_argument("--out", required=True, help="parquet output (overwritten)")
     parser.add_argument("--report", required=True, help="JSON report path (local)")
-    parser.add_argument("--master", default=None, help="Spark master (default: SPARK_MASTER or local[2])")
+    parser.add_argument(
+        "--master", default=None, help="Spark master (default: SPARK_MASTER, ADFAME_SPARK_MASTER or local[2])"
+    )
 
 
 def write_outputs(selected: DataFrame, report: RowReport, out: str, report_path: Path) -> None:

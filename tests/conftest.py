@@ -13,9 +13,9 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from dotenv import dotenv_values
@@ -82,17 +82,16 @@ def stack_environment() -> dict[str, str]:
     return STACK_ENVIRONMENT
 
 
-@pytest.fixture(scope="session")
-def suite_stack(stack_environment: dict[str, str]) -> Iterator[None]:
-    """The suite's stack, up and healthy for the whole session; stops only what this session started.
+def _suite_services(settings: Settings) -> tuple[list[str], dict[str, Callable[[], Any]]]:
+    """The services the suite's stack runs and the probes that must pass before a test starts.
 
-    Defined here, once, so that tests/integration and tests/reliability share one instance (each
-    directory's conftest makes it autouse); unit tests never ask for it, so they start nothing.
+    The optional Spark cluster joins them when the profile points nightly_etl at the stack's own cluster
+    (tests/stack.env does): the end-to-end nightly_etl test then runs its Spark jobs there.
     """
     from adfame import health
-    from adfame.settings import get_settings
     from adfame.stack.manager import Stack
 
+    names = [svc.name for svc in Stack(settings).select(None)]
     probes = {
         "postgres": health.postgres,
         "object store": health.object_store,
@@ -100,18 +99,35 @@ def suite_stack(stack_environment: dict[str, str]) -> Iterator[None]:
         "mlflow": health.mlflow,
         "airflow": health.airflow_api,
     }
+    if settings.spark_master == settings.spark_cluster_url:
+        names += ["spark-master", "spark-worker"]
+        probes |= {"spark master": health.spark_master, "spark worker": health.spark_worker}
+    return names, probes
+
+
+@pytest.fixture(scope="session")
+def suite_stack(stack_environment: dict[str, str]) -> Iterator[None]:
+    """The suite's stack, up and healthy for the whole session; stops only what this session started.
+
+    Defined here, once, so that tests/integration, tests/reliability and tests/security share one
+    instance (each directory's conftest makes it autouse); unit tests never ask for it.
+    """
+    from adfame.settings import get_settings
+    from adfame.stack.manager import Stack
+
     stack = Stack(get_settings())
     running = {row.name for row in stack.status() if row.pid is not None}
+    names, probes = _suite_services(get_settings())
     adfame = str(Path(sys.executable).parent / "adfame")
     result = subprocess.run(
-        [adfame, "stack", "up"], env=stack_environment, capture_output=True, text=True, timeout=900
+        [adfame, "stack", "up", *names], env=stack_environment, capture_output=True, text=True, timeout=900
     )
     if result.returncode != 0:
         pytest.fail(f"the test stack did not start:\n{result.stdout}{result.stderr[-3000:]}", pytrace=False)
     down = {name: probe.detail for name, fn in probes.items() if not (probe := fn()).ok}
     if down:
         pytest.fail(f"the test stack is not healthy ({down})", pytrace=False)
-    started = [svc.name for svc in stack.select(None) if svc.name not in running]
+    started = [name for name in names if name not in running]
     yield
     if started and os.environ.get("ADFAME_TEST_KEEP_STACK") != "1":
         stack.down(started)

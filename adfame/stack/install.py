@@ -1,4 +1,4 @@
-"""Finds or installs what the local stack runs on: PostgreSQL, Java, the Kafka jars and SeaweedFS.
+"""Finds or installs what the local stack runs on: PostgreSQL, Java, the Kafka jars, SeaweedFS and Spark.
 
 Downloads go through the ordinary registries (Debian packages, Maven Central,
 the Go module proxy) and land in caches shared by every checkout
@@ -9,6 +9,7 @@ installs in seconds.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import os
 import re
@@ -181,6 +182,20 @@ def ensure_kafka_jars(settings: Settings, install: bool) -> Path:
         f"-Dkafka.version={settings.kafka_version}",
     ]
     return _build_into(libs, staging, command, "fetching the Kafka jars", _has_kafka_jars)
+
+
+# ---- Spark (the standalone cluster) -------------------------------------------------
+def spark_home() -> Path:
+    """Spark's home for the cluster's daemons: the PySpark package of this environment ships the jars and
+    ``bin/spark-class`` of its release, so the cluster runs the very Spark the jobs were written for."""
+    spec = importlib.util.find_spec("pyspark")
+    home = Path(spec.origin).parent if spec is not None and spec.origin else None
+    if home is None or not (home / "bin" / "spark-class").exists():
+        raise StackError(
+            "the Spark cluster runs on PySpark's jars, but this environment has no complete pyspark "
+            "(bin/spark-class): run `make setup`"
+        )
+    return home
 
 
 # ---- SeaweedFS ----------------------------------------------------------------

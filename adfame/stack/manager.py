@@ -17,7 +17,7 @@ from adfame.health import Probe
 from adfame.settings import Settings, ensure_secrets
 from adfame.stack import StackError
 from adfame.stack.process import port_holder, spawn, stop, tail
-from adfame.stack.services import SERVICE_CLASSES, Service
+from adfame.stack.services import SERVICE_CLASSES, SERVICE_GROUPS, Service
 from adfame.waiting import WaitTimeout, wait_for
 
 log = logging.getLogger(__name__)
@@ -47,9 +47,7 @@ class Stack:
         """The named services and what they need, in start order; the platform when ``names`` is empty."""
         if not names:
             return [svc for svc in self.services.values() if not svc.optional]
-        unknown = [n for n in names if n not in self.services]
-        if unknown:
-            raise StackError(f"unknown service {', '.join(unknown)}; known: {', '.join(self.services)}")
+        names = self.expand(names)
         wanted: set[str] = set()
 
         def add(name: str) -> None:
@@ -61,6 +59,15 @@ class Stack:
         for name in names:
             add(name)
         return [svc for name, svc in self.services.items() if name in wanted]
+
+    def expand(self, names: Iterable[str]) -> list[str]:
+        """Service names with each group (``spark``) replaced by its services; an unknown name is an error."""
+        expanded = [member for name in names for member in SERVICE_GROUPS.get(name, (name,))]
+        unknown = [n for n in expanded if n not in self.services]
+        if unknown:
+            known = ", ".join([*self.services, *SERVICE_GROUPS])
+            raise StackError(f"unknown service {', '.join(unknown)}; known: {known}")
+        return expanded
 
     # ---- commands -------------------------------------------------------------
     def install(self, names: Iterable[str] | None = None) -> None:
@@ -130,7 +137,8 @@ class Stack:
 
     def down(self, names: Iterable[str] | None = None) -> list[str]:
         """Stop the selected services (all by default), dependants first."""
-        chosen = [self.services[n] for n in names] if names else list(self.services.values())
+        named = set(self.expand(names)) if names else set(self.services)
+        chosen = [svc for svc in self.services.values() if svc.name in named]  # in start order
         stopped = []
         for svc in reversed(chosen):
             proc = svc.pidfile.process()

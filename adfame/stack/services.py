@@ -758,6 +758,135 @@ class Dashboard(Service):
         return health.http_ok(f"http://{self.settings.host}:{self.settings.dashboard_port}/_stcore/health")
 
 
+# A Spark daemon's own JVM heap (Spark's default is 1g); executors get the worker's memory, not this.
+SPARK_DAEMON_HEAP = "512m"
+
+
+class SparkDaemon(Service):
+    """A daemon of the Spark standalone cluster, run in the foreground by PySpark's own ``spark-class``
+    (the release the jobs were written for; it adds the JVM options Spark needs on Java 17+).
+
+    ``SPARK_LOCAL_IP`` binds its web UI (by default on every interface) and, in the worker, the executors
+    it starts to ``host``. The cluster is optional: it starts only when named (`adfame stack up spark`).
+    """
+
+    optional = True
+    main_class = ""
+
+    def install(self, install_missing: bool) -> None:
+        install.ensure_java(install_missing)
+        install.spark_home()
+
+    @cached_property
+    def spark_home(self) -> Path:
+        return install.spark_home()
+
+    @property
+    def properties_file(self) -> Path:
+        return self.dir / "spark-defaults.conf"
+
+    def properties(self) -> dict[str, str]:
+        """Spark properties of this daemon, written to its properties file by ``prepare``."""
+        return {}
+
+    def prepare(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        lines = [f"{key} {value}" for key, value in self.properties().items()]
+        self.properties_file.write_text("\n".join(lines) + "\n")
+
+    @abstractmethod
+    def arguments(self) -> list[str]:
+        """The daemon's own command-line arguments (after its main class)."""
+
+    def command(self) -> list[str]:
+        return [str(self.spark_home / "bin" / "spark-class"), self.main_class, *self.arguments()]
+
+    def environment(self) -> dict[str, str]:
+        return {
+            **super().environment(),
+            "SPARK_HOME": str(self.spark_home),
+            "SPARK_LOCAL_IP": self.settings.host,
+            "SPARK_DAEMON_MEMORY": SPARK_DAEMON_HEAP,
+            # No spark-env.sh or spark-defaults.conf of another installation leaks in.
+            "SPARK_CONF_DIR": str(self.dir),
+        }
+
+
+class SparkMaster(SparkDaemon):
+    """The cluster manager: workers register with it, applications (`--master spark://...`) get
+    executors from it. Its REST submission server stays off (one more open port, unauthenticated)."""
+
+    name = "spark-master"
+    main_class = "org.apache.spark.deploy.master.Master"
+
+    def ports(self) -> list[int]:
+        return [self.settings.spark_master_port, self.settings.spark_master_web_port]
+
+    def url(self) -> str:
+        return self.settings.spark_cluster_url
+
+    def properties(self) -> dict[str, str]:
+        return {"spark.master.rest.enabled": "false"}
+
+    def arguments(self) -> list[str]:
+        s = self.settings
+        return [
+            "--host",
+            s.host,
+            "--port",
+            str(s.spark_master_port),
+            "--webui-port",
+            str(s.spark_master_web_port),
+            "--properties-file",
+            str(self.properties_file),
+        ]
+
+    def probe(self) -> Probe:
+        return health.spark_master(self.settings)
+
+
+class SparkWorker(SparkDaemon):
+    """Runs the executors of applications on this machine, with this environment (the project's venv on
+    PATH, so executors' Python workers import its packages); healthy once registered with the master."""
+
+    name = "spark-worker"
+    requires = ("spark-master",)
+    main_class = "org.apache.spark.deploy.worker.Worker"
+
+    def ports(self) -> list[int]:
+        return [self.settings.spark_worker_port, self.settings.spark_worker_web_port]
+
+    def url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.spark_worker_web_port}"
+
+    def properties(self) -> dict[str, str]:
+        # Each application leaves a folder of executor logs under work/: kept a day, then removed.
+        return {"spark.worker.cleanup.enabled": "true", "spark.worker.cleanup.appDataTtl": "86400"}
+
+    def arguments(self) -> list[str]:
+        s = self.settings
+        return [
+            "--host",
+            s.host,
+            "--port",
+            str(s.spark_worker_port),
+            "--webui-port",
+            str(s.spark_worker_web_port),
+            "--cores",
+            str(s.spark_worker_cores),
+            "--memory",
+            s.spark_worker_memory,
+            "--work-dir",
+            str(self.dir / "work"),
+            "--properties-file",
+            str(self.properties_file),
+            s.spark_cluster_url,
+        ]
+
+    def probe(self) -> Probe:
+        return health.spark_worker(self.settings)
+
+
 def airflow_environment(settings: Settings) -> dict[str, str]:
     """Airflow's configuration for the local stack, as the AIRFLOW__ variables it reads."""
     s = settings
@@ -790,6 +919,8 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         # New DAG files show up within seconds instead of minutes.
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "15",
+        # A task's Spark driver (nightly_etl on a cluster) binds to the stack's address, as the cluster does.
+        "SPARK_LOCAL_IP": s.host,
     }
 
 
@@ -828,4 +959,8 @@ SERVICE_CLASSES: tuple[type[Service], ...] = (
     InferenceWorker,
     ApiServer,
     Dashboard,
+    SparkMaster,
+    SparkWorker,
 )
+# Names `adfame stack up` and `down` take for several services at once.
+SERVICE_GROUPS: dict[str, tuple[str, ...]] = {"spark": ("spark-master", "spark-worker")}

@@ -26,6 +26,13 @@ def _on_the_suite_stack(suite_stack: None) -> None:
     """Every test here runs on the suite's stack (``suite_stack`` in tests/conftest.py: one per session)."""
 
 
+@pytest.fixture(scope="session")
+def spark_on_the_stacks_cluster(settings: Settings) -> bool:
+    """Whether the Spark jobs of the stack's DAGs run on the stack's Spark standalone cluster (the suite
+    started it) rather than in local mode inside their tasks."""
+    return settings.spark_master == settings.spark_cluster_url
+
+
 @pytest.fixture(scope="module")
 def new_database(settings: Settings) -> Iterator[Callable[..., Engine]]:
     """A factory of uniquely named databases, empty or ``migrated``, all dropped at the end of the module.

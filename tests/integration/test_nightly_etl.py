@@ -1,7 +1,8 @@
 """nightly_etl on generated mirrors served to the real hub client: one run end to end through the Airflow
-REST API, the same night again, the gate's failure paths by calling the steps as the DAG's tasks do, and
-one failing DAG run (what `adfame dags trigger --wait` and `etl_runs` say about it). Damaged data is in
-test_nightly_etl_damage.py."""
+REST API (its Spark jobs on the stack's Spark standalone cluster when the profile points there, as
+tests/stack.env does), the same night again, the gate's failure paths by calling the steps as the DAG's
+tasks do, and one failing DAG run (what `adfame dags trigger --wait` and `etl_runs` say about it). Damaged
+data is in test_nightly_etl_damage.py."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 from sqlalchemy import text
 
-from adfame import db
+from adfame import db, spark_cluster
 from adfame.airflow_client import AirflowClient
 from adfame.contracts import DATASETS_BUCKET
 from adfame.repositories.datasets import snapshot_stats_key
@@ -120,7 +121,26 @@ def etl_runs(dag_run_id: str) -> list[dict[str, Any]]:
         return [dict(row) for row in rows.mappings()]
 
 
-def test_loads_a_snapshot_once_without_split_leakage(airflow, settings, tmp_path_factory) -> None:
+def assert_ran_on_the_cluster(snapshot_id: str) -> None:
+    """Each Spark job of the run was an application of the stack's cluster that finished there, with
+    executors on the stack's worker (so its tasks, the caption-cleaning UDF included, ran on the worker)."""
+    worker_id = spark_cluster.worker_status()["id"]
+    for job in ("curate", "prompts"):
+        name = pipeline.spark_app_name(job, snapshot_id)
+        # The master marks an application finished once its driver (the Airflow task) has gone.
+        (app,) = wait_for(
+            lambda name=name: [a for a in spark_cluster.applications(name) if a["state"] == "FINISHED"],
+            what=f"{name} finished on the Spark master",
+            timeout_s=60,
+        )
+        ran = spark_cluster.executors(app["id"])
+        assert ran, f"{name} ({app['id']}) had no executor on worker {worker_id}"
+        assert {executor["appdesc"]["name"] for executor in ran} == {name}
+
+
+def test_loads_a_snapshot_once_without_split_leakage(
+    airflow, settings, spark_on_the_stacks_cluster, tmp_path_factory
+) -> None:
     mirror = tmp_path_factory.mktemp("mirror-good")
     summary = generate_mirror(mirror, rows=3000, clips=48, parts=3, corrupt=2)
     snapshot_id = f"it-{uuid.uuid4().hex[:8]}"
@@ -131,6 +151,8 @@ def test_loads_a_snapshot_once_without_split_leakage(airflow, settings, tmp_path
         run = airflow.run_dag(DAG_ID, conf, run_id=f"test__{uuid.uuid4().hex[:10]}", timeout_s=600)
     tasks = {t["task_id"]: t["state"] for t in run.task_instances}
     assert run.state == "success", tasks
+    if spark_on_the_stacks_cluster:  # the suite's profile (tests/stack.env) points nightly_etl at it
+        assert_ran_on_the_cluster(snapshot_id)
     objects = snapshot_objects(store, snapshot_id)
     rows = snapshot_rows(snapshot_id)
     assert rows == len(summary.brand_clips) - len(summary.corrupt_clips)

@@ -33,6 +33,7 @@ APP_SERVICES = {"worker": "worker", "api": "api", "dashboard": "dashboard"}
 GPU_WORKER_SERVICES = {"redis", "airflow-worker", "airflow-gpu-worker"}
 EDGE_WORKER = "airflow-edge-worker"
 ONE_SHOT_SERVICES = {"kafka-init", "s3-init", "airflow-init"}
+SPARK_SERVICES = {"spark-master": "spark_master_web_port", "spark-worker": "spark_worker_web_port"}
 
 # Service -> the Settings field that holds its host port.
 PUBLISHED_PORTS = {
@@ -120,7 +121,7 @@ def published(service: dict[str, Any]) -> list[tuple[str, int, int]]:
 
 
 def test_expected_services_exist(services: dict[str, dict[str, Any]]) -> None:
-    expected = INFRA_SERVICES | AIRFLOW_SERVICES | set(APP_SERVICES)
+    expected = INFRA_SERVICES | AIRFLOW_SERVICES | set(APP_SERVICES) | set(SPARK_SERVICES)
     assert expected <= set(services), f"missing services: {sorted(expected - set(services))}"
 
 
@@ -333,6 +334,24 @@ def test_airflow_runs_local_executor_on_postgres(
         "airflow-triggerer": "triggerer",
     }.items():
         assert command in script(services[name]), name
+
+
+# ---- Spark ----------------------------------------------------------------------------------
+
+
+def test_nightly_etl_runs_its_spark_jobs_on_the_compose_cluster(
+    text: str, services: dict[str, dict[str, Any]], defaults: Settings
+) -> None:
+    """Airflow's tasks name the master the worker registers with; both web UIs on the settings' ports."""
+    common = yaml.safe_load(text)["x-airflow-common"]
+    master = resolve(environment(common)["ADFAME_SPARK_MASTER"])
+    assert master == "spark://spark-master:7077"
+    assert "org.apache.spark.deploy.master.Master" in script(services["spark-master"])
+    assert services["spark-worker"]["command"][-1] == master
+    assert "spark-master" in services["spark-worker"]["depends_on"]
+    for name, field in SPARK_SERVICES.items():
+        assert [port for _, port, _ in published(services[name])] == [getattr(defaults, field)], name
+        assert services[name]["image"] == "adfame:local", f"{name}: executors need the project's libraries"
 
 
 # ---- AdFame's own services -------------------------------------------------------------

@@ -7,13 +7,23 @@ A fresh service's ``command()`` either finds its installed binaries or says to r
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from adfame.settings import PROJECT_ROOT, Settings
 from adfame.stack import StackError, install
-from adfame.stack.services import SERVICE_CLASSES, Kafka, ObjectStoreServer, Postgres, dag_bundles
+from adfame.stack.manager import Stack
+from adfame.stack.services import (
+    SERVICE_CLASSES,
+    Kafka,
+    ObjectStoreServer,
+    Postgres,
+    SparkMaster,
+    SparkWorker,
+    dag_bundles,
+)
 
 INSTALL_HINT = "adfame stack install"
 
@@ -86,3 +96,45 @@ def test_the_scheduler_serves_no_task_logs(settings) -> None:
 
     scheduler = AirflowScheduler(settings)
     assert "--skip-serve-logs" in scheduler.command() and scheduler.ports() == []
+
+
+def test_no_two_services_default_to_one_port(monkeypatch, tmp_path) -> None:
+    """Spark's own defaults (web UIs on 8080 and 8081) are Airflow's and SeaweedFS's here."""
+    for key in [key for key in os.environ if key.endswith("_PORT") and key.startswith("ADFAME_")]:
+        monkeypatch.delenv(key)  # the defaults, not the suite's profile
+    defaults = Settings(_env_file=None, state_dir=tmp_path)
+    ports = [port for cls in SERVICE_CLASSES for port in cls(defaults).ports()]
+    assert len(ports) == len(set(ports)), sorted(ports)
+
+
+def test_the_suite_profile_gives_every_port_its_own_number() -> None:
+    from dotenv import dotenv_values
+
+    profile = dotenv_values(PROJECT_ROOT / "tests" / "stack.env")
+    ports = {key: value for key, value in profile.items() if key.endswith("_PORT")}
+    assert len(set(ports.values())) == len(ports), ports
+
+
+def test_the_spark_cluster_binds_to_host_and_the_worker_joins_its_master(settings) -> None:
+    master, worker = SparkMaster(settings), SparkWorker(settings)
+    for daemon in (master, worker):
+        command = daemon.command()
+        assert command[command.index("--host") + 1] == settings.host
+        # Spark's web UIs and the executors a worker starts bind to SPARK_LOCAL_IP, else every interface.
+        assert daemon.environment()["SPARK_LOCAL_IP"] == settings.host
+        assert command[command.index("--properties-file") + 1] == str(daemon.properties_file)
+    assert master.url() == worker.command()[-1] == f"spark://{settings.host}:{settings.spark_master_port}"
+    assert master.properties() == {"spark.master.rest.enabled": "false"}
+    command = worker.command()
+    assert command[command.index("--cores") + 1] == str(settings.spark_worker_cores)
+    assert command[command.index("--memory") + 1] == settings.spark_worker_memory
+
+
+def test_the_spark_cluster_starts_only_when_named(settings) -> None:
+    stack = Stack(settings)
+    both = ["spark-master", "spark-worker"]
+    assert [svc.name for svc in stack.select(["spark"])] == both
+    assert [svc.name for svc in stack.select(["spark-worker"])] == both  # the worker needs its master
+    assert not set(both) & {svc.name for svc in stack.select(None)}
+    with pytest.raises(StackError, match=r"unknown service sparks; known: .*, spark$"):
+        stack.select(["sparks"])
