@@ -11,7 +11,9 @@ own, an API and two workers) and runs each scenario of ``devkit.faults.scenarios
 times the tests' traffic, then prints one row per fault: the requests (or milestones) in flight when it
 struck, lost, duplicated, and seconds from the end of the fault to the first unit finished after it. The
 ledger behind lost and duplicated is read from PostgreSQL, the object store and Kafka, never from the
-traffic generator's counters. Exit status 1 when any fault lost or duplicated anything.
+traffic generator's counters. The last fault, ``training-killed`` (``devkit.fault_training``), runs a real
+retrain of the stack's registered model and SIGKILLs its training task mid-run. Exit status 1 when any
+fault lost or duplicated anything.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from devkit.fault_report import FaultReport
 def plans(scale: int, outage_s: float) -> dict[str, Callable[..., FaultReport]]:
     """Each scenario with ``scale`` times the tests' visits, four times as many at once and sent faster than
     two workers serve them (so requests queue up), the fault injected once a third of them were accepted."""
+    from devkit.fault_training import training_task_killed
     from devkit.faults import scenarios as s
 
     def load(count: int, rate_per_s: float) -> s.Load:
@@ -42,6 +45,8 @@ def plans(scale: int, outage_s: float) -> dict[str, Callable[..., FaultReport]]:
         "postgres-restart": lambda rig: s.postgres_restart(rig, load(6, 2.0)),
         "airflow-milestone": lambda rig: s.airflow_outage_across_milestone(rig, s.Load(3 * scale, 1.0)),
         "mlflow-switch": lambda rig: s.mlflow_outage_during_switch(rig, s.Load(6 * scale, 1.0)),
+        # A retrain of the stack's registered model (on its edge worker), its training task SIGKILLed mid-run.
+        "training-killed": lambda rig: training_task_killed(rig.settings),
     }
 
 
