@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     inference_threads: int = Field(0, ge=0)
     variation_strategy: str = "shot_styles"
     worker_group: str = "adfame-workers"
+    # A worker that meets a service outage reads its message again after a pause: 1 s, doubling up to this
+    # (seconds). Longer spares a struggling service; shorter serves sooner once it is back.
+    worker_retry_pause_max_s: float = Field(30.0, ge=1)
     api_port: int = 8000
     # REST API limits (inference/api_limits.py; docs/security.md): requests per tenant a minute
     # (sustained; 0: no limit) and at once (burst), answered 429 with Retry-After above them; the largest

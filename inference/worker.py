@@ -54,7 +54,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # After a service failed, the message is read again after this pause, doubled per failure up to the cap.
 RETRY_PAUSE_S = 1.0
-RETRY_PAUSE_MAX_S = 30.0
 
 # MLflow's client retries a registry that does not answer for about four minutes by default. A worker asks
 # the registry only to move between versions and serves the versions it knows meanwhile, so it gives up
@@ -131,7 +130,7 @@ class Worker:
                             self.handle(record)
                         except SERVICE_ERRORS as exc:
                             self.read_again_later(partition, record, exc, pause)
-                            pause = min(2 * pause, RETRY_PAUSE_MAX_S)
+                            pause = min(2 * pause, self.settings.worker_retry_pause_max_s)
                             break
                         pause = RETRY_PAUSE_S
                         self.commit_offset(record)
