@@ -17,8 +17,10 @@ PLATFORM_SERVICES = (
     "airflow-scheduler",
     "airflow-dag-processor",
     "airflow-triggerer",
+    "airflow-edge-worker",
 )
-SERVICES_HELP = ", ".join(PLATFORM_SERVICES)
+OPTIONAL_SERVICES = ("worker", "api", "dashboard", "spark (spark-master, spark-worker)")
+SERVICES_HELP = ", ".join(PLATFORM_SERVICES) + "; started only when named: " + ", ".join(OPTIONAL_SERVICES)
 
 
 def _stack():

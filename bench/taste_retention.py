@@ -135,16 +135,18 @@ def run(args: argparse.Namespace, workdir: Path) -> list[Rounds]:
     rounds = []
     for seed in args.seed_list:
         with progress(f"seed {seed}: round 1 (v1), round 2 (v2 fresh and warm)"):
-            rounds.append(
-                two_rounds(
-                    server,
-                    args.parsed_taste,
-                    size,
-                    config.model_copy(update={"seed": seed}),
-                    workdir,
-                    args.data_seed,
-                )
+            done = two_rounds(
+                server,
+                args.parsed_taste,
+                size,
+                config.model_copy(update={"seed": seed}),
+                workdir,
+                args.data_seed,
             )
+        rounds.append(done)
+        taste = args.parsed_taste.name
+        starts = ", ".join(f"v2 {s} vs v1 {done.version_2[s].win_rates[taste]:.2f}" for s in STARTS)
+        say(f"    seed {seed}: v1 vs base {done.version_1.win_rates[taste]:.2f}; {starts}")
     return rounds
 
 

@@ -138,3 +138,9 @@ def test_the_spark_cluster_starts_only_when_named(settings) -> None:
     assert not set(both) & {svc.name for svc in stack.select(None)}
     with pytest.raises(StackError, match=r"unknown service sparks; known: .*, spark$"):
         stack.select(["sparks"])
+
+
+def test_the_command_line_names_every_service_the_stack_starts_by_default(settings) -> None:
+    from adfame.cli import PLATFORM_SERVICES
+
+    assert list(PLATFORM_SERVICES) == [cls.name for cls in SERVICE_CLASSES if not cls.optional]
