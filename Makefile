@@ -46,9 +46,18 @@ demo: setup
 
 # Lint, then unit and integration tests on a real stack of the suite's own (tests/stack.env: its own
 # state folder and ports), which the suite starts and stops; a running `make demo` stack is never touched.
+# The unit tests (no services, CPU-bound) run beside the tests on the stack (integration, reliability,
+# security: mostly waiting on its services), so both cores work; their report follows the stack tests',
+# and the target fails when either run fails.
+UNIT_REPORT := $(VENV)/unit-tests.log
 test: setup lint audit
 	$(ADFAME) stack install --browser
-	$(VENV)/bin/python -m pytest
+	@$(VENV)/bin/python -m pytest -p no:cacheprovider tests/unit > $(UNIT_REPORT) 2>&1 & unit=$$!; \
+	trap 'kill $$unit 2>/dev/null' INT TERM; \
+	$(VENV)/bin/python -m pytest --ignore=tests/unit; stack=$$?; \
+	wait $$unit; units=$$?; \
+	echo "---- tests/unit (run beside the stack's tests; exit status $$units) ----"; cat $(UNIT_REPORT); \
+	exit $$(( stack || units ))
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
