@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kafka import TopicPartition
 from sqlalchemy import text
 
 from adfame import db
@@ -27,6 +26,7 @@ from adfame.messaging import create_consumer, create_producer, decode_json
 from adfame.schemas import PromptRequest
 from adfame.storage import ObjectStore
 from adfame.waiting import WaitTimeout, wait_for
+from devkit.consumer_groups import start_group_at_the_end
 from devkit.mp4_reader import read_mp4_info
 from inference.jobs import submit, wait_for_job
 from inference.model import init_default_model
@@ -46,16 +46,7 @@ def model_and_schema(settings) -> None:
 def no_backlog(settings) -> None:
     """Start the worker group at the end of adfame.prompts: what earlier tests queued through the API
     (schemathesis asks for videos as large as the schema allows) is not this module's work."""
-    consumer = create_consumer(settings.worker_group, [], settings)
-    try:
-        partitions = [TopicPartition(PROMPTS_TOPIC, p) for p in consumer.partitions_for_topic(PROMPTS_TOPIC)]
-        consumer.assign(partitions)
-        consumer.seek_to_end(*partitions)
-        for partition in partitions:  # resolve the end now, so that commit() stores it
-            consumer.position(partition)
-        consumer.commit()
-    finally:
-        consumer.close()
+    start_group_at_the_end(settings, settings.worker_group)
 
 
 def start_worker(tmp_path: Path, **env: str) -> subprocess.Popen:
